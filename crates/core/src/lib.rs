@@ -1,0 +1,1 @@
+//! The sleep-time engine.
