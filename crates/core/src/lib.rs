@@ -1,1 +1,31 @@
-//! The sleep-time engine.
+//! The sleep-time engine: `S(c) -> c'` offline, then `T_b(q, c')` online with an explicit
+//! budget.
+//!
+//! - [`Context`] is the text a model will be asked about; [`LearnedContext`] is what a
+//!   [`SleepProgram`] wrote about it while no query was waiting, bound to the context's hash,
+//!   the program and the model.
+//! - [`RethinkProgram`] is the paper's sleep-time program (rewrite a memory block up to 10
+//!   times, then finish); [`learn`] runs `k` drafts of any program and combines them.
+//! - [`Answerer`] answers a question from `c`, `c'` or both at a verbosity level and token
+//!   budget, with budget forcing, and reports usage and latency for every answer.
+//!
+//! Everything here talks to models through `sleeptime_model::ModelBackend`, so the engine is
+//! tested on the scripted backend and runs unchanged on llama.cpp or an HTTP server.
+
+mod answer;
+mod context;
+mod error;
+mod learn;
+mod learned;
+pub mod parse;
+mod program;
+pub mod prompts;
+mod rethink;
+
+pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
+pub use context::{Context, ContextHash};
+pub use error::{EngineError, EngineErrorKind};
+pub use learn::{learn, Combine, LearnConfig};
+pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
+pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
+pub use rethink::{RethinkConfig, RethinkProgram};

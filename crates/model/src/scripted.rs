@@ -180,7 +180,7 @@ impl ModelBackend for ScriptedBackend {
             let cached = state
                 .prefixes
                 .iter()
-                .filter(|p| rendered.starts_with(p))
+                .filter(|p| request.reuse_prefix && rendered.starts_with(p))
                 .map(|p| p.len())
                 .max()
                 .map(|n| request.messages[..n].iter().map(|m| word_tokens(&m.content)).sum())

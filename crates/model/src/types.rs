@@ -95,6 +95,14 @@ pub struct ChatRequest {
     /// A stable key (e.g. the context id) so prefix-caching routers keep hitting one cache.
     #[serde(default)]
     pub routing_key: Option<String>,
+    /// Whether stored prefix states may serve this request. Off only to measure what a
+    /// cold prefill costs.
+    #[serde(default = "default_true")]
+    pub reuse_prefix: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl ChatRequest {
@@ -112,6 +120,7 @@ impl ChatRequest {
             reasoning_effort: None,
             thinking_budget: None,
             routing_key: None,
+            reuse_prefix: true,
         }
     }
 
