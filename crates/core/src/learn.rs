@@ -12,6 +12,9 @@ pub enum Combine {
     /// Concatenate the drafts in order, as the paper does.
     #[default]
     Concatenate,
+    /// Merge structured drafts: each quantity once, conflicts settled by majority. Drafts
+    /// without a structured form are concatenated.
+    Merge,
 }
 
 /// Settings for [`learn`].
@@ -78,9 +81,16 @@ pub async fn learn(
         program.run(context, model, budget, i, progress)
     });
     let drafts = futures::future::try_join_all(runs).await?;
-    let text = match config.combine {
-        Combine::Concatenate if drafts.len() == 1 => drafts[0].text.clone(),
-        Combine::Concatenate => drafts
+    let docs: Vec<&crate::LearnedDocument> = drafts.iter().filter_map(|d| d.document.as_ref()).collect();
+    let document = match docs.len() {
+        0 => None,
+        1 => Some(docs[0].clone()),
+        _ => Some(crate::merge_documents(&docs)),
+    };
+    let text = match (config.combine, &document) {
+        (_, _) if drafts.len() == 1 => drafts[0].text.clone(),
+        (Combine::Merge, Some(doc)) if docs.len() == drafts.len() => doc.render(),
+        _ => drafts
             .iter()
             .enumerate()
             .map(|(i, d)| format!("Draft {}:\n{}", i + 1, d.text))
@@ -96,6 +106,7 @@ pub async fn learn(
         model_name: info.name,
         drafts,
         text,
+        document,
         created_at,
     })
 }

@@ -51,6 +51,9 @@ pub struct Draft {
     /// The sampling seed used, if any.
     pub seed: Option<u64>,
     pub stats: SleepStats,
+    /// The structured form, for programs that write one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<crate::LearnedDocument>,
 }
 
 /// `c'`: what a sleep program learned about a context, bound to that context's hash, the
@@ -70,6 +73,9 @@ pub struct LearnedContext {
     pub drafts: Vec<Draft>,
     /// The text the answerer sees: the drafts combined.
     pub text: String,
+    /// The drafts' structured forms merged, when the program writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<crate::LearnedDocument>,
     /// Seconds since the Unix epoch when it was completed.
     pub created_at: u64,
 }

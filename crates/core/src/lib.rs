@@ -12,8 +12,10 @@
 //! Everything here talks to models through `sleeptime_model::ModelBackend`, so the engine is
 //! tested on the scripted backend and runs unchanged on llama.cpp or an HTTP server.
 
+mod aided;
 mod answer;
 mod context;
+mod document;
 mod error;
 mod learn;
 mod learned;
@@ -22,8 +24,10 @@ mod program;
 pub mod prompts;
 mod rethink;
 
+pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM};
 pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
 pub use context::{Context, ContextHash};
+pub use document::{AnticipatedQuestion, LearnedDocument, Quantity};
 pub use error::{EngineError, EngineErrorKind};
 pub use learn::{learn, Combine, LearnConfig};
 pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};

@@ -273,7 +273,7 @@ impl SleepProgram for RethinkProgram {
         }
         stats.seconds = started.elapsed().as_secs_f64();
         progress.event(SleepEvent::DraftFinished { draft: draft_index });
-        Ok(Draft { text: memory, seed: budget.seed, stats })
+        Ok(Draft { text: memory, seed: budget.seed, stats, document: None })
     }
 }
 

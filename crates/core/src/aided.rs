@@ -1,0 +1,295 @@
+//! Program-aided sleep time: the model writes the situation's quantities as named
+//! expressions; the engine computes every value exactly (`sleeptime-calc`), sends failures
+//! back for a bounded number of repairs, and drops what still fails. The result is a
+//! [`LearnedDocument`], so a slip like `11 * 67 = 777` can never reach the answer.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use sleeptime_calc::{evaluate, parse_program, Evaluation, Program};
+use sleeptime_model::{ChatRequest, Message, ModelBackend};
+
+use crate::document::{AnticipatedQuestion, LearnedDocument, Quantity};
+use crate::{Context, Draft, EngineError, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
+
+/// The sleep prompt. A skeleton with placeholders steers format better than an example,
+/// which a small model copies into unrelated situations (pilot, second run).
+pub const AIDED_SYSTEM: &str = "\
+You study a situation before any question about it is asked, and write its quantities as a small program so a computer can compute them exactly.
+Rules:
+- One definition per line: name = expression  # what it means
+- First give every number stated in the situation its own name.
+- Then derive every useful quantity step by step from names defined above: totals, differences, rates, per-unit values, percentages, combined amounts, remaining amounts.
+- Write only expressions. Never write the result of a calculation: the computer computes every value.
+- Use only numbers, names, + - * / ( ), min, max and round. No other code, no print, no prose.
+- Finally list the 3 to 5 questions someone is most likely to ask, one per line, as: # Q: <question> -> <name that answers it>
+Format:
+# given
+<name> = <number>  # <meaning>
+# derived
+<name> = <expression>  # <meaning>
+# likely questions
+# Q: <question> -> <name>";
+
+/// Settings of [`AidedProgram`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AidedConfig {
+    /// Rounds in which failing lines are sent back to the model.
+    pub repair_rounds: u32,
+}
+
+impl Default for AidedConfig {
+    fn default() -> Self {
+        Self { repair_rounds: 2 }
+    }
+}
+
+/// The program-aided sleep program.
+#[derive(Debug, Clone, Default)]
+pub struct AidedProgram {
+    config: AidedConfig,
+}
+
+impl AidedProgram {
+    pub fn new(config: AidedConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// Comment text after `#` on a raw line, if any.
+fn comment_of(raw: &str) -> String {
+    raw.split_once('#').map(|(_, c)| c.trim().to_owned()).unwrap_or_default()
+}
+
+/// `# Q: question -> name` lines.
+fn anticipated(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.trim().trim_start_matches(['#', '-', '*', ' ']).trim();
+            let rest = rest.strip_prefix("Q:").or_else(|| rest.strip_prefix("Q :"))?;
+            let (q, name) = rest.rsplit_once("->")?;
+            let name = name.trim().trim_matches(['`', '.', ' ']).to_owned();
+            Some((q.trim().to_owned(), name)).filter(|(q, n)| !q.is_empty() && !n.is_empty())
+        })
+        .collect()
+}
+
+/// The numbers written in the context, to tell given quantities from derived ones.
+fn is_given(expression: &str, context: &str) -> bool {
+    let e = expression.trim().trim_start_matches(['$', '€', '£']);
+    !e.is_empty()
+        && e.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '%')
+        && context.contains(e.trim_end_matches('%'))
+}
+
+/// One draft's program text, merged across repair rounds: a repaired line replaces the
+/// line that defined the same name.
+#[derive(Debug, Default)]
+struct Source {
+    lines: Vec<String>,
+}
+
+impl Source {
+    fn merge(&mut self, text: &str) {
+        let program = parse_program(text);
+        let raw: Vec<&str> = text.lines().collect();
+        for st in &program.statements {
+            let line = raw.get(st.line - 1).copied().unwrap_or(&st.source).to_owned();
+            let prefix = format!("{} ", st.name);
+            let prefix_eq = format!("{}=", st.name);
+            self.lines.retain(|l| {
+                let t = l.trim();
+                !(t.starts_with(&prefix) || t.starts_with(&prefix_eq))
+            });
+            self.lines.push(line);
+        }
+        for (q, name) in anticipated(text) {
+            let line = format!("# Q: {q} -> {name}");
+            if !self.lines.contains(&line) {
+                self.lines.push(line);
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+fn failures(program: &Program, eval: &Evaluation) -> Vec<String> {
+    let mut out: Vec<String> = eval
+        .errors
+        .iter()
+        .map(|e| {
+            let source = program.statements.iter().find(|s| s.line == e.line && s.name == e.name).map_or("", |s| s.source.as_str());
+            format!("{source}    <- error: {}", e.error)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// Build the document from a program text and its evaluation.
+fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
+    let program = parse_program(text);
+    let eval = evaluate(&program);
+    let raw: Vec<&str> = text.lines().collect();
+    let mut quantities = Vec::new();
+    for nv in &eval.values {
+        let Some(st) = program.statements.iter().find(|s| s.name == nv.name && s.line == nv.line) else { continue };
+        quantities.push(Quantity {
+            name: nv.name.clone(),
+            description: comment_of(raw.get(st.line - 1).copied().unwrap_or_default()),
+            expression: st.expr_text.trim().to_owned(),
+            value: nv.value.to_string(),
+            number: nv.value.to_f64(),
+            given: is_given(&st.expr_text, context),
+        });
+    }
+    // Keep only questions whose answer was computed (the Doc2Query-- filter).
+    let questions = anticipated(text)
+        .into_iter()
+        .filter_map(|(question, name)| {
+            let q = quantities.iter().find(|q| q.name == name)?;
+            Some(AnticipatedQuestion { question, quantity: name, answer: q.value.clone() })
+        })
+        .collect();
+    (LearnedDocument { quantities, questions, notes: Vec::new() }, failures(&program, &eval))
+}
+
+#[async_trait]
+impl SleepProgram for AidedProgram {
+    fn id(&self) -> ProgramRef {
+        ProgramRef { name: "aided".into(), version: 1, params: format!("repair_rounds={}", self.config.repair_rounds) }
+    }
+
+    async fn run(
+        &self,
+        context: &Context,
+        model: &dyn ModelBackend,
+        budget: SleepBudget,
+        draft_index: usize,
+        progress: &dyn SleepProgress,
+    ) -> Result<Draft, EngineError> {
+        let started = Instant::now();
+        let mut stats = SleepStats::default();
+        let mut messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
+        let mut source = Source::default();
+        let mut failing = Vec::new();
+        for round in 0..=self.config.repair_rounds {
+            stats.steps += 1;
+            progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
+            let request = ChatRequest::new(messages.clone(), budget.max_tokens_per_step)
+                .with_sampling(budget.temperature, 1.0, budget.seed.map(|s| s + u64::from(stats.steps)));
+            let completion = model.complete(&request).await?;
+            stats.usage += completion.usage;
+            source.merge(&completion.text);
+            stats.rewrites += 1;
+            let (_, errors) = document(&source.text(), context.text());
+            progress.event(SleepEvent::StepFinished {
+                draft: draft_index,
+                step: stats.steps,
+                completion_tokens: completion.usage.completion_tokens,
+                action: if round == 0 { "write" } else { "repair" },
+            });
+            failing = errors;
+            if failing.is_empty() {
+                stats.finished = true;
+                break;
+            }
+            messages.push(Message::assistant(completion.text));
+            messages.push(Message::user(format!(
+                "The computer could not evaluate these lines:\n{}\nRewrite only these lines, fixed, in the same format (name = expression  # meaning). Define any missing name from the situation.",
+                failing.join("\n")
+            )));
+        }
+        stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
+        let (mut doc, _) = document(&source.text(), context.text());
+        if !failing.is_empty() {
+            doc.notes.push(format!("{} quantities could not be computed and were dropped", failing.len()));
+        }
+        stats.seconds = started.elapsed().as_secs_f64();
+        progress.event(SleepEvent::DraftFinished { draft: draft_index });
+        Ok(Draft { text: doc.render(), seed: budget.seed, stats, document: Some(doc) })
+    }
+}
+
+/// Merge drafts' documents: a quantity computed in several drafts is kept once; when drafts
+/// disagree on a name's value, the value most drafts computed wins (ties: the earliest).
+pub fn merge_documents(docs: &[&LearnedDocument]) -> LearnedDocument {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_name: HashMap<String, Vec<&Quantity>> = HashMap::new();
+    for doc in docs {
+        for q in &doc.quantities {
+            if !by_name.contains_key(&q.name) {
+                order.push(q.name.clone());
+            }
+            by_name.entry(q.name.clone()).or_default().push(q);
+        }
+    }
+    let mut merged = LearnedDocument::default();
+    let mut seen_values: HashMap<String, String> = HashMap::new();
+    for name in order {
+        let candidates = &by_name[&name];
+        let mut votes: Vec<(&str, usize)> = Vec::new();
+        for q in candidates {
+            match votes.iter_mut().find(|(v, _)| *v == q.value) {
+                Some(entry) => entry.1 += 1,
+                None => votes.push((&q.value, 1)),
+            }
+        }
+        let best = votes.iter().max_by(|a, b| a.1.cmp(&b.1).then(std::cmp::Ordering::Greater)).map(|v| v.0);
+        let Some(chosen) = candidates.iter().find(|q| Some(q.value.as_str()) == best) else { continue };
+        // The same derived value under another name and the same description adds nothing.
+        let key = format!("{}|{}", chosen.value, chosen.description.to_lowercase());
+        if !chosen.given && seen_values.contains_key(&key) {
+            continue;
+        }
+        seen_values.insert(key, name.clone());
+        merged.quantities.push((*chosen).clone());
+    }
+    for doc in docs {
+        for q in &doc.questions {
+            let answer = merged.quantities.iter().find(|m| m.name == q.quantity).map(|m| m.value.clone());
+            if let Some(answer) = answer {
+                if !merged.questions.iter().any(|m| m.question == q.question) {
+                    merged.questions.push(AnticipatedQuestion { answer, ..q.clone() });
+                }
+            }
+        }
+        for n in &doc.notes {
+            if !merged.notes.contains(n) {
+                merged.notes.push(n.clone());
+            }
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repaired_lines_replace_their_first_version() {
+        let mut s = Source::default();
+        s.merge("a = 2  # two\nb = a * c  # needs c\n# Q: what is b? -> b");
+        s.merge("b = a * 3  # fixed");
+        assert_eq!(s.text(), "a = 2  # two\n# Q: what is b? -> b\nb = a * 3  # fixed");
+        let (doc, errors) = document(&s.text(), "there are 2 apples");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(doc.quantities.len(), 2);
+        assert!(doc.quantities[0].given && !doc.quantities[1].given);
+        assert_eq!(doc.quantities[1].value, "6");
+        assert_eq!(doc.questions.len(), 1);
+    }
+
+    #[test]
+    fn questions_without_a_computed_answer_are_dropped() {
+        let (doc, errors) = document("x = 4\ny = x / 0\n# Q: what is y? -> y\n# Q: what is x? -> x", "x is 4");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(doc.questions.len(), 1);
+        assert_eq!(doc.questions[0].quantity, "x");
+    }
+}

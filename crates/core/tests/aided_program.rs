@@ -1,0 +1,75 @@
+//! Program-aided sleep time: the engine computes, repairs, drops, and merges.
+
+use sleeptime_core::{learn, AidedProgram, Combine, Context, LearnConfig, NoProgress, SleepBudget, SleepProgram};
+use sleeptime_model::scripted::{Reply, ScriptedBackend};
+
+const ELENA: &str = "Elena has 67 window ledges with 11 potted plants on each. She buys 37 new plants and 180 discounted plants. She gives away 5 plants from each ledge.";
+
+#[tokio::test]
+async fn the_engine_computes_every_value_and_repairs_failures() {
+    let first = "```python\n# given\nledges = 67  # window ledges\nper_ledge = 11  # plants per ledge\nnew = 37\ndiscounted = 180\ngiven_away_per_ledge = 5\n# derived\non_ledges = per_ledge * ledges = 777  # plants on ledges\ntotal = on_ledges + new + discounted  # all plants\nleft = total - given_away  # plants left\n# Q: How many plants does Elena have left? -> left\n```";
+    let repair = "given_away = given_away_per_ledge * ledges  # plants given away";
+    let model = ScriptedBackend::new().on_seq("Situation:", vec![Reply::Text(first.into()), Reply::Text(repair.into())]);
+    let draft = AidedProgram::default().run(&Context::new(ELENA).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("structured");
+    let value = |name: &str| doc.quantities.iter().find(|q| q.name == name).map(|q| q.value.clone());
+    assert_eq!(value("on_ledges").as_deref(), Some("737"), "the model's 777 is never used");
+    assert_eq!(value("left").as_deref(), Some("619"));
+    assert_eq!(doc.questions.len(), 1);
+    assert_eq!(doc.questions[0].answer, "619");
+    assert!(draft.stats.finished);
+    assert_eq!(draft.stats.steps, 2);
+    // The repair request named the failing line and its error.
+    let calls = model.calls();
+    let repair_prompt = &calls[1].messages.last().expect("msg").content;
+    assert!(repair_prompt.contains("given_away"), "{repair_prompt}");
+    assert!(draft.text.contains("left = total - given_away = 619"), "{}", draft.text);
+    assert!(draft.text.contains("(plants left)"));
+}
+
+#[tokio::test]
+async fn lines_that_still_fail_are_dropped_not_guessed() {
+    let model = ScriptedBackend::new().on("Situation:", "a = 2\nb = a / 0  # broken\nc = a * 3");
+    let draft = AidedProgram::default().run(&Context::new("a is 2").expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+    let names: Vec<_> = doc.quantities.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, vec!["a", "c"]);
+    assert_eq!(model.calls().len(), 3, "initial write plus two repair rounds");
+    assert!(!draft.stats.finished);
+    assert!(doc.notes[0].contains("dropped"));
+}
+
+#[tokio::test]
+async fn drafts_merge_by_majority() {
+    let model = ScriptedBackend::new().on_seq(
+        "Situation:",
+        vec![
+            Reply::Text("x = 3\ny = x * 4  # twelve".into()),
+            Reply::Text("x = 3\ny = x * 5  # twelve?".into()),
+            Reply::Text("x = 3\ny = x + 9  # twelve\nz = y * 2".into()),
+        ],
+    );
+    let config = LearnConfig { k: 3, combine: Combine::Merge, budget: SleepBudget::default(), ..LearnConfig::default() };
+    let learned = learn(&AidedProgram::default(), &model, &Context::new("x is 3").expect("ctx"), &config, &NoProgress).await.expect("learn");
+    let doc = learned.document.expect("merged");
+    let y: Vec<_> = doc.quantities.iter().filter(|q| q.name == "y").collect();
+    assert_eq!(y.len(), 1, "each quantity once");
+    assert_eq!(y[0].value, "12", "two of three drafts computed 12");
+    assert!(doc.quantities.iter().any(|q| q.name == "z"));
+    assert!(!learned.text.contains("Draft 1"), "merged, not concatenated");
+}
+
+#[tokio::test]
+async fn retrieval_ranks_the_relevant_quantities_first() {
+    let model = ScriptedBackend::new().on(
+        "Situation:",
+        "muffins_per_weekday = 6 * 12  # muffins baked on a weekday\nweekly_revenue = 504 * 3  # revenue for one week in dollars\nfuel_cost = 8 * 4  # fuel cost",
+    );
+    let draft = AidedProgram::default().run(&Context::new("a bakery").expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+    let ranked = doc.rank("What is the revenue for one week?");
+    assert_eq!(doc.quantities[ranked[0].0].name, "weekly_revenue");
+    assert!(ranked[0].1 > ranked[2].1);
+    let part = doc.render_parts(&[ranked[0].0], true);
+    assert!(part.contains("weekly_revenue") && !part.contains("fuel_cost"));
+}
