@@ -23,6 +23,8 @@ pub mod parse;
 mod program;
 pub mod prompts;
 mod rethink;
+mod route;
+mod solve;
 
 pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM};
 pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
@@ -33,3 +35,5 @@ pub use learn::{learn, Combine, LearnConfig};
 pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
 pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
 pub use rethink::{RethinkConfig, RethinkProgram};
+pub use route::{route, Route, RouteConfig};
+pub use solve::{solve_with_program, ProgramAnswer, SOLVE_SYSTEM};

@@ -73,3 +73,38 @@ async fn retrieval_ranks_the_relevant_quantities_first() {
     let part = doc.render_parts(&[ranked[0].0], true);
     assert!(part.contains("weekly_revenue") && !part.contains("fuel_cost"));
 }
+
+#[tokio::test]
+async fn routing_falls_back_when_nothing_matches() {
+    use sleeptime_core::{route, Route, RouteConfig};
+    let model = ScriptedBackend::new().on(
+        "Situation:",
+        "trays = 6  # trays baked each weekday\nmuffins_per_tray = 12\nweekday_muffins = trays * muffins_per_tray  # muffins baked on a weekday",
+    );
+    let draft = AidedProgram::default().run(&Context::new("She bakes 6 trays of 12.").expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+    let fast = route(&doc, "How many muffins are baked on a weekday?", &RouteConfig::default());
+    assert!(fast.is_fast());
+    let Route::Fast { text, .. } = fast else { unreachable!() };
+    assert!(text.contains("weekday_muffins") && text.contains("= 72"));
+    let slow = route(&doc, "What colour is the shop door?", &RouteConfig::default());
+    assert_eq!(slow, Route::Fallback { confidence: 0.0 });
+}
+
+#[tokio::test]
+async fn program_aided_answers_are_computed_by_the_engine() {
+    use sleeptime_core::solve_with_program;
+    let model = ScriptedBackend::new().on("Question:", "trays = 6\nper_tray = 12\nanswer = trays * per_tray = 70");
+    let a = solve_with_program(&model, "6 trays of 12", None, "How many?", 100).await.expect("solve");
+    assert_eq!(a.number, Some(72.0));
+    assert!(a.error.is_none());
+    // Reusing a learned quantity by name.
+    let model = ScriptedBackend::new().on("Question:", "answer = weekday_muffins * 5");
+    let learned = "Quantities (every value computed exactly by a calculator; trust them):\n- weekday_muffins = trays * per_tray = 72  (muffins a weekday)";
+    let a = solve_with_program(&model, "ctx", Some(learned), "How many in 5 days?", 100).await.expect("solve");
+    assert_eq!(a.number, Some(360.0), "{a:?}");
+    let model = ScriptedBackend::new().on("Question:", "The answer is 5");
+    let a = solve_with_program(&model, "ctx", None, "q?", 100).await.expect("solve");
+    assert_eq!(a.number, None);
+    assert!(a.error.is_some());
+}
