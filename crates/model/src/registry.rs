@@ -125,7 +125,7 @@ pub fn model_dir() -> std::path::PathBuf {
         return dir.into();
     }
     dirs::cache_dir()
-        .unwrap_or_else(|| std::env::temp_dir())
+        .unwrap_or_else(std::env::temp_dir)
         .join("sleeptime")
         .join("models")
 }
