@@ -97,6 +97,25 @@ pub fn find(name: &str) -> Option<ModelSpec> {
     models().into_iter().find(|m| m.name == name)
 }
 
+/// Where model files are cached: `$SLEEPTIME_MODEL_DIR`, else the user's cache directory
+/// (`~/.cache/sleeptime/models` on Linux).
+pub fn model_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SLEEPTIME_MODEL_DIR") {
+        return dir.into();
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sleeptime")
+        .join("models")
+}
+
+impl ModelSpec {
+    /// Where this model's assembled GGUF file lives once fetched.
+    pub fn cached_path(&self) -> std::path::PathBuf {
+        model_dir().join(self.file_name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,24 +134,5 @@ mod tests {
             assert!(!m.parts.is_empty());
         }
         assert_eq!(find(DEFAULT_MODEL).map(|m| m.parts.len()), Some(22));
-    }
-}
-
-/// Where model files are cached: `$SLEEPTIME_MODEL_DIR`, else the user's cache directory
-/// (`~/.cache/sleeptime/models` on Linux).
-pub fn model_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("SLEEPTIME_MODEL_DIR") {
-        return dir.into();
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("sleeptime")
-        .join("models")
-}
-
-impl ModelSpec {
-    /// Where this model's assembled GGUF file lives once fetched.
-    pub fn cached_path(&self) -> std::path::PathBuf {
-        model_dir().join(self.file_name)
     }
 }
