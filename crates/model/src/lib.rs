@@ -9,6 +9,7 @@
 //! links llama.cpp.
 
 mod backend;
+pub mod cache;
 mod error;
 pub mod scripted;
 mod types;
