@@ -1,0 +1,1245 @@
+//! `report.md`, `summary.json` and the figures of a run folder.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::metrics::{self, Axis, ConditionSummary, IsoSummary};
+use crate::plots::{self, BarChart, LineChart, Series};
+use crate::record::{self, Manifest, Record};
+use crate::spec::{Condition, Layout, ProgramKind};
+
+/// Report settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// Cost of a test-time token in sleep-time tokens (the paper: 10).
+    pub t: f64,
+    /// Cost of an input token relative to an output token of the same phase.
+    pub input_weight: f64,
+    /// Queries per context for the amortisation analysis.
+    pub ns: Vec<usize>,
+    /// Write PNG/SVG figures.
+    pub plots: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            t: 10.0,
+            input_weight: 0.25,
+            ns: vec![1, 2, 5, 10],
+            plots: true,
+        }
+    }
+}
+
+/// The paper's headline numbers and ours to beat.
+pub const TARGET_ISO_PAPER: f64 = 5.0;
+pub const TARGET_ISO_AIM: f64 = 8.0;
+pub const TARGET_AMORT_PAPER: f64 = 2.5;
+pub const TARGET_AMORT_AIM: f64 = 4.0;
+pub const TARGET_AIDED_POINTS: f64 = 0.15;
+
+/// One target and whether it was met.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub goal: String,
+    pub value: Option<f64>,
+    pub met: Option<bool>,
+    pub detail: String,
+}
+
+/// Iso-accuracy of one sleep-time series against a test-time-only reference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IsoRow {
+    pub series: String,
+    pub reference: String,
+    pub tokens: IsoSummary,
+    /// Median latencies, both sides with their prefix KV state prepared.
+    pub latency: IsoSummary,
+    /// Sleep-time with its prepared prefix against the reference without one (the paper's
+    /// baseline reads c for the first time when q arrives).
+    pub latency_vs_cold: IsoSummary,
+}
+
+/// Machine-readable results (`summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub conditions: Vec<ConditionSummary>,
+    pub iso: Vec<IsoRow>,
+    pub amortised: Vec<metrics::AmortPoint>,
+    pub amortised_measured: bool,
+    pub pass_at_k: Vec<metrics::KPoint>,
+    pub majority_vote: Vec<metrics::KPoint>,
+    pub predictability: BTreeMap<String, Vec<metrics::Bin>>,
+    pub targets: Vec<Target>,
+}
+
+/// What a report wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub summary: PathBuf,
+    pub figures: Vec<PathBuf>,
+}
+
+/// Human name of a series.
+pub fn display_series(series: &str) -> String {
+    if series == "baseline" {
+        return "test-time only (c + q)".into();
+    }
+    if series == "baseline/cold" {
+        return "test-time only, no KV cache".into();
+    }
+    if series == "pal" {
+        return "program-aided, test-time only".into();
+    }
+    let parts: Vec<&str> = series.split('/').collect();
+    match parts.as_slice() {
+        [program, k, "pal"] => format!("{program} {k}: program-aided with c'"),
+        [program, k, layout, rest @ ..] => {
+            let layout = layout
+                .parse::<Layout>()
+                .map_or_else(|_| (*layout).to_owned(), |l| l.describe().to_owned());
+            let k = k.trim_start_matches('k');
+            format!(
+                "{program} k={k}: {layout}{}",
+                if rest.contains(&"cold") {
+                    ", no KV cache"
+                } else {
+                    ""
+                }
+            )
+        }
+        _ => series.to_owned(),
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "–".into()
+    }
+}
+
+fn num(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        "–".into()
+    }
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map_or_else(|| "–".into(), f)
+}
+
+fn ratio(x: Option<metrics::IsoRatio>) -> String {
+    x.map_or_else(
+        || "–".into(),
+        |r| format!("{:.2}× (at {})", r.ratio, pct(r.accuracy)),
+    )
+}
+
+/// The sleep-time series of a run that answer questions (not cold, not context-only).
+fn sleep_series(summaries: &[ConditionSummary]) -> Vec<String> {
+    metrics::series_names(summaries)
+        .into_iter()
+        .filter(|s| {
+            summaries.iter().any(|c| {
+                c.series == *s
+                    && matches!(&c.spec, Condition::Sleep { layout, cold: false, .. } if *layout != Layout::ContextOnly)
+            })
+        })
+        .collect()
+}
+
+fn xy(points: &[metrics::Point]) -> Vec<(f64, f64)> {
+    points.iter().map(|p| (p.x, p.accuracy)).collect()
+}
+
+fn to_series(name: &str, points: &[metrics::Point]) -> Series {
+    Series::new(
+        name,
+        points
+            .iter()
+            .map(|p| (p.x, p.accuracy, p.lo, p.hi, p.label.clone()))
+            .collect(),
+    )
+}
+
+/// Write the report of the run in `run_dir`.
+pub fn write_report(run_dir: &Path, options: &ReportOptions) -> anyhow::Result<ReportFiles> {
+    let manifest = record::read_manifest(run_dir)?;
+    let records = record::read_records(run_dir)?;
+    anyhow::ensure!(
+        !records.is_empty(),
+        "{} has no results yet",
+        run_dir.display()
+    );
+    let (md, summary, figures) = build(run_dir, &manifest, &records, options)?;
+    let markdown = run_dir.join("report.md");
+    std::fs::write(&markdown, md)?;
+    let summary_path = run_dir.join("summary.json");
+    std::fs::write(&summary_path, serde_json::to_vec_pretty(&summary)?)?;
+    Ok(ReportFiles {
+        markdown,
+        summary: summary_path,
+        figures,
+    })
+}
+
+#[allow(clippy::too_many_lines)]
+fn build(
+    run_dir: &Path,
+    manifest: &Manifest,
+    records: &[Record],
+    options: &ReportOptions,
+) -> anyhow::Result<(String, Summary, Vec<PathBuf>)> {
+    let spec = &manifest.spec;
+    let summaries = metrics::summarize(records);
+    let lowest = spec.lowest_budget().map(|b| b.label()).unwrap_or_default();
+    let sleepers = sleep_series(&summaries);
+    let baseline_tokens = metrics::series_points(&summaries, "baseline", Axis::CompletionTokens);
+    let baseline_latency = metrics::series_points(&summaries, "baseline", Axis::LatencyP50);
+    let baseline_cold = metrics::series_points(&summaries, "baseline", Axis::ColdLatencyP50);
+    let pal = summaries.iter().find(|s| s.series == "pal");
+    let mut best_tt_tokens = xy(&baseline_tokens);
+    let mut best_tt_latency = xy(&baseline_latency);
+    let mut best_tt_cold = xy(&baseline_cold);
+    if let Some(p) = pal {
+        best_tt_tokens.push((p.completion_tokens, p.accuracy));
+        best_tt_latency.push((p.latency_p50, p.accuracy));
+        best_tt_cold.push((p.cold_latency_p50, p.accuracy));
+    }
+
+    // Iso-accuracy of every sleep series against both test-time-only references.
+    let mut iso = Vec::new();
+    for s in &sleepers {
+        let t = xy(&metrics::series_points(
+            &summaries,
+            s,
+            Axis::CompletionTokens,
+        ));
+        let l = xy(&metrics::series_points(&summaries, s, Axis::LatencyP50));
+        iso.push(IsoRow {
+            series: s.clone(),
+            reference: "baseline".into(),
+            tokens: metrics::iso_accuracy(&xy(&baseline_tokens), &t),
+            latency: metrics::iso_accuracy(&xy(&baseline_latency), &l),
+            latency_vs_cold: metrics::iso_accuracy(&xy(&baseline_cold), &l),
+        });
+        if pal.is_some() {
+            iso.push(IsoRow {
+                series: s.clone(),
+                reference: "best test-time only (baseline or program-aided)".into(),
+                tokens: metrics::iso_accuracy(&best_tt_tokens, &t),
+                latency: metrics::iso_accuracy(&best_tt_latency, &l),
+                latency_vs_cold: metrics::iso_accuracy(&best_tt_cold, &l),
+            });
+        }
+    }
+
+    // Amortisation: measured with Multi-Query, projected from single-query runs.
+    let measured = spec.multi_query.is_some();
+    let amortised = if measured {
+        metrics::amortised(records, options.t, options.input_weight, &options.ns)
+    } else {
+        projected_amortised(&summaries, options.t, options.input_weight, &options.ns)
+    };
+
+    let sample_budget = spec
+        .sample_budgets
+        .first()
+        .map(|b| b.label())
+        .unwrap_or_default();
+    let (pass, vote) = metrics::pass_and_vote(records, &sample_budget);
+
+    let base_low = format!("baseline/{lowest}");
+    let mut predictability = BTreeMap::new();
+    // Per program: its primary layout, and the paper's c' + c + q when it is not primary.
+    let mut binned: Vec<String> = Vec::new();
+    for p in &spec.programs {
+        for layout in p.layouts.first().into_iter().chain([&Layout::Full]) {
+            let s = format!("{}/k1/{}", p.program.name(), layout.name());
+            if sleepers.contains(&s) && !binned.contains(&s) {
+                binned.push(s);
+            }
+        }
+    }
+    for s in &binned {
+        let cond = format!("{s}/{lowest}");
+        let bins = metrics::predictability_bins(records, &cond, &base_low, true, 5);
+        if !bins.is_empty() {
+            predictability.insert(cond.clone(), bins);
+            predictability.insert(
+                format!("{cond} (sum)"),
+                metrics::predictability_bins(records, &cond, &base_low, false, 5),
+            );
+        }
+    }
+
+    let targets = targets(&summaries, &iso, &amortised, measured, &lowest, options);
+    let summary = Summary {
+        conditions: summaries.clone(),
+        iso: iso.clone(),
+        amortised: amortised.clone(),
+        amortised_measured: measured,
+        pass_at_k: pass.clone(),
+        majority_vote: vote.clone(),
+        predictability: predictability.clone(),
+        targets: targets.clone(),
+    };
+
+    // Figures.
+    let mut figures = Vec::new();
+    let fig_dir = run_dir.join("plots");
+    if options.plots {
+        std::fs::create_dir_all(&fig_dir)?;
+        let k1: Vec<&String> = sleepers.iter().filter(|s| s.contains("/k1/")).collect();
+        let mut tok_series = vec![to_series(&display_series("baseline"), &baseline_tokens)];
+        let mut lat_series = vec![to_series(&display_series("baseline"), &baseline_latency)];
+        for s in &k1 {
+            tok_series.push(to_series(
+                &display_series(s),
+                &metrics::series_points(&summaries, s, Axis::CompletionTokens),
+            ));
+            lat_series.push(to_series(
+                &display_series(s),
+                &metrics::series_points(&summaries, s, Axis::LatencyP50),
+            ));
+        }
+        for pal_series in ["pal", "aided/k1/pal"] {
+            let pts = metrics::series_points(&summaries, pal_series, Axis::CompletionTokens);
+            if !pts.is_empty() {
+                tok_series.push(to_series(&display_series(pal_series), &pts));
+                lat_series.push(to_series(
+                    &display_series(pal_series),
+                    &metrics::series_points(&summaries, pal_series, Axis::LatencyP50),
+                ));
+            }
+        }
+        lat_series.push(
+            to_series(
+                "test-time only, no KV cache (est.)",
+                &metrics::series_points(&summaries, "baseline", Axis::ColdLatencyP50),
+            )
+            .dashed(),
+        );
+        if let Some(s) = k1.iter().find(|s| s.ends_with("/full")) {
+            lat_series.push(
+                to_series(
+                    &format!("{}, no KV cache (est.)", display_series(s)),
+                    &metrics::series_points(&summaries, s, Axis::ColdLatencyP50),
+                )
+                .dashed(),
+            );
+        }
+        let title = format!("{} — {}", manifest.dataset, manifest.model.name);
+        figures.extend(plots::line_chart(
+            &LineChart {
+                title: format!("Accuracy vs test-time tokens ({title})"),
+                x_label: "Mean test-time completion tokens per question (log scale; lines: Pareto frontier)".into(),
+                y_label: "Accuracy (95% Wilson CI)".into(),
+                annotate: true,
+                series: tok_series,
+            },
+            &fig_dir.join("accuracy_vs_tokens"),
+        )?);
+        figures.extend(plots::line_chart(
+            &LineChart {
+                title: format!("Accuracy vs test-time latency ({title})"),
+                x_label:
+                    "Median test-time latency per question, s (log scale; lines: Pareto frontier)"
+                        .into(),
+                y_label: "Accuracy (95% Wilson CI)".into(),
+                annotate: false,
+                series: lat_series,
+            },
+            &fig_dir.join("accuracy_vs_latency"),
+        )?);
+        // k-scaling.
+        let mut k_series = vec![to_series(&display_series("baseline"), &baseline_tokens)];
+        for p in &spec.programs {
+            for k in &spec.ks {
+                let s = format!("{}/k{k}/full", p.program.name());
+                let pts = metrics::series_points(&summaries, &s, Axis::CompletionTokens);
+                if !pts.is_empty() {
+                    k_series.push(to_series(&display_series(&s), &pts));
+                }
+            }
+        }
+        if k_series.len() > 2 {
+            figures.extend(plots::line_chart(
+                &LineChart {
+                    title: format!("Scaling sleep-time compute: k drafts ({title})"),
+                    x_label: "Mean test-time completion tokens per question (log scale; lines: Pareto frontier)".into(),
+                    y_label: "Accuracy (95% Wilson CI)".into(),
+                        annotate: false,
+                    series: k_series,
+                },
+                &fig_dir.join("k_scaling"),
+            )?);
+        }
+        // pass@k and majority vote.
+        if !pass.is_empty() {
+            let kp = |name: &str, pts: &[metrics::KPoint]| {
+                Series::new(
+                    name,
+                    pts.iter()
+                        .map(|p| (p.tokens, p.accuracy, p.lo, p.hi, format!("k={}", p.k)))
+                        .collect(),
+                )
+                .join_all()
+            };
+            let mut series = vec![
+                to_series(&display_series("baseline"), &baseline_tokens),
+                kp(&format!("pass@k from {sample_budget} (oracle)"), &pass),
+                kp(&format!("majority vote from {sample_budget}"), &vote),
+            ];
+            for s in &k1 {
+                series.push(to_series(
+                    &display_series(s),
+                    &metrics::series_points(&summaries, s, Axis::CompletionTokens),
+                ));
+            }
+            figures.extend(plots::line_chart(
+                &LineChart {
+                    title: format!("Sleep-time vs pass@k and majority vote ({title})"),
+                    x_label: "Mean test-time completion tokens per question (log scale; pass@k, vote: every k)".into(),
+                    y_label: "Accuracy (95% Wilson CI)".into(),
+                        annotate: false,
+                    series,
+                },
+                &fig_dir.join("pass_at_k"),
+            )?);
+        }
+        // Amortisation, one figure per program.
+        for p in &spec.programs {
+            let main = k1
+                .iter()
+                .find(|s| s.starts_with(p.program.name()) && s.ends_with("/full"))
+                .or_else(|| k1.iter().find(|s| s.starts_with(p.program.name())));
+            let Some(main) = main else { continue };
+            let mut series = Vec::new();
+            let base: Vec<&metrics::AmortPoint> = amortised
+                .iter()
+                .filter(|a| a.series == "baseline" && a.n == *options.ns.last().unwrap_or(&1))
+                .collect();
+            series.push(amort_series("test-time only", &base));
+            for n in &options.ns {
+                let pts: Vec<&metrics::AmortPoint> = amortised
+                    .iter()
+                    .filter(|a| a.series == **main && a.n == *n)
+                    .collect();
+                series.push(amort_series(
+                    &format!(
+                        "{n} {} per context",
+                        if *n == 1 { "query" } else { "queries" }
+                    ),
+                    &pts,
+                ));
+            }
+            figures.extend(plots::line_chart(
+                &LineChart {
+                    title: format!(
+                        "Amortised cost per query, {} ({}{})",
+                        display_series(main),
+                        manifest.dataset,
+                        if measured { "" } else { ", projected" }
+                    ),
+                    x_label: format!("Cost per query = S/N + {}·T, sleep-time tokens (log scale; lines: Pareto frontier)", options.t),
+                    y_label: "Accuracy (95% Wilson CI)".into(),
+                        annotate: false,
+                    series,
+                },
+                &fig_dir.join(format!("amortisation_{}", p.program.name())),
+            )?);
+        }
+        // Predictability.
+        let mean_bins: Vec<(&String, &Vec<metrics::Bin>)> = predictability
+            .iter()
+            .filter(|(k, _)| !k.ends_with("(sum)"))
+            .collect();
+        if !mean_bins.is_empty() {
+            let groups: Vec<String> = (1..=5)
+                .map(|i| {
+                    format!(
+                        "Q{i}{}",
+                        match i {
+                            1 => " (least)",
+                            5 => " (most)",
+                            _ => "",
+                        }
+                    )
+                })
+                .collect();
+            let series = mean_bins
+                .iter()
+                .map(|(k, bins)| {
+                    (
+                        (*k).clone(),
+                        bins.iter().map(|b| (b.gap, b.gap_lo, b.gap_hi)).collect(),
+                    )
+                })
+                .collect();
+            figures.extend(plots::bar_chart(
+                &BarChart {
+                    title: format!("Sleep-time gain by predictability of q at {lowest} ({title})"),
+                    x_label: "Quintile of log P(q | c) per token (least to most predictable)"
+                        .into(),
+                    y_label: "Accuracy gap: sleep-time minus baseline".into(),
+                    groups,
+                    series,
+                },
+                &fig_dir.join("predictability"),
+            )?);
+        }
+    }
+
+    let md = markdown(
+        manifest, records, &summaries, &summary, &lowest, options, &figures, run_dir,
+    );
+    Ok((md, summary, figures))
+}
+
+fn amort_series(name: &str, pts: &[&metrics::AmortPoint]) -> Series {
+    let mut v: Vec<(f64, f64, f64, f64, String)> = pts
+        .iter()
+        .map(|a| (a.cost, a.accuracy, a.lo, a.hi, String::new()))
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Series::new(name, v)
+}
+
+/// Amortisation projected from a single-query run: the same test-time cost and accuracy
+/// per question, the sleep-time cost shared by N questions.
+pub fn projected_amortised(
+    summaries: &[ConditionSummary],
+    t: f64,
+    input_weight: f64,
+    ns: &[usize],
+) -> Vec<metrics::AmortPoint> {
+    let mut out = Vec::new();
+    for s in summaries
+        .iter()
+        .filter(|s| !s.spec.is_cold() && !matches!(s.spec, Condition::Sample { .. }))
+    {
+        let s_out = s.sleep_tokens_per_context.unwrap_or(0.0);
+        let s_in = s.sleep_prompt_tokens_per_context.unwrap_or(0.0);
+        for &n in ns {
+            let k = n as f64;
+            out.push(metrics::AmortPoint {
+                condition: s.condition.clone(),
+                series: s.series.clone(),
+                n,
+                full_contexts: 0,
+                contexts: s.n,
+                cost: s_out / k + t * s.completion_tokens,
+                cost_with_input: (s_out + input_weight * s_in) / k
+                    + t * (s.completion_tokens
+                        + input_weight * (s.prompt_tokens - s.cached_prompt_tokens)),
+                accuracy: s.accuracy,
+                lo: s.ci.0,
+                hi: s.ci.1,
+            });
+        }
+    }
+    out
+}
+
+fn targets(
+    summaries: &[ConditionSummary],
+    iso: &[IsoRow],
+    amortised: &[metrics::AmortPoint],
+    measured: bool,
+    lowest: &str,
+    options: &ReportOptions,
+) -> Vec<Target> {
+    let mut out = Vec::new();
+    let vs_base: Vec<&IsoRow> = iso.iter().filter(|r| r.reference == "baseline").collect();
+    let best = vs_base
+        .iter()
+        .filter_map(|r| r.tokens.max.map(|m| (r, m)))
+        .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio));
+    let (value, detail) = match best {
+        Some((r, m)) => (
+            Some(m.ratio),
+            format!(
+                "{}: baseline needs {:.0} tokens, sleep-time {:.0}, for {} accuracy; at the best accuracy both reach: {}",
+                display_series(&r.series),
+                m.baseline,
+                m.sleep,
+                pct(m.accuracy),
+                ratio(r.tokens.at_best_common)
+            ),
+        ),
+        None => (None, "no accuracy level is reached by both curves (see the per-budget table)".into()),
+    };
+    out.push(Target {
+        name: "Iso-accuracy test-time token ratio (best sleep-time series vs baseline)".into(),
+        goal: format!("≥ {TARGET_ISO_PAPER}× (paper), aim {TARGET_ISO_AIM}×"),
+        value,
+        met: value.map(|v| v >= TARGET_ISO_PAPER),
+        detail,
+    });
+
+    // Amortisation at the largest N: vs the baseline at equal accuracy, and vs N = 1.
+    let n_max = *options.ns.last().unwrap_or(&1);
+    let base: Vec<(f64, f64)> = amortised
+        .iter()
+        .filter(|a| a.series == "baseline" && a.n == n_max)
+        .map(|a| (a.cost, a.accuracy))
+        .collect();
+    let mut best_amort: Option<(String, metrics::IsoRatio)> = None;
+    let mut best_vs_one: Option<(String, f64)> = None;
+    let sleep_names: Vec<String> = amortised
+        .iter()
+        .map(|a| a.series.clone())
+        .filter(|s| s.contains("/k"))
+        .collect();
+    for s in sleep_names {
+        let pts: Vec<(f64, f64)> = amortised
+            .iter()
+            .filter(|a| a.series == s && a.n == n_max)
+            .map(|a| (a.cost, a.accuracy))
+            .collect();
+        if let Some(m) = metrics::iso_accuracy(&base, &pts).max {
+            if best_amort.as_ref().is_none_or(|b| m.ratio > b.1.ratio) {
+                best_amort = Some((s.clone(), m));
+            }
+        }
+        let low = format!("{s}/{lowest}");
+        let one = amortised.iter().find(|a| a.condition == low && a.n == 1);
+        let many = amortised
+            .iter()
+            .find(|a| a.condition == low && a.n == n_max);
+        if let (Some(one), Some(many)) = (one, many) {
+            let r = one.cost / many.cost;
+            if best_vs_one.as_ref().is_none_or(|b| r > b.1) {
+                best_vs_one = Some((s.clone(), r));
+            }
+        }
+    }
+    let note = if measured {
+        ""
+    } else {
+        " (projected from a single-query run; the Multi-Query run measures it)"
+    };
+    out.push(Target {
+        name: format!("Amortised cost per query at {n_max} queries per context vs test-time only, equal accuracy"),
+        goal: format!("≥ {TARGET_AMORT_PAPER}× (paper), aim {TARGET_AMORT_AIM}×"),
+        value: best_amort.as_ref().map(|b| b.1.ratio),
+        met: best_amort.as_ref().map(|b| b.1.ratio >= TARGET_AMORT_PAPER),
+        detail: best_amort.map_or_else(
+            || format!("no accuracy level reached by both{note}"),
+            |(s, m)| format!("{}: {:.0} vs {:.0} per query at {}{note}", display_series(&s), m.baseline, m.sleep, pct(m.accuracy)),
+        ),
+    });
+    out.push(Target {
+        name: format!(
+            "Amortised cost per query at {n_max} vs 1 query per context (same series, {lowest})"
+        ),
+        goal: format!("≥ {TARGET_AMORT_PAPER}× (the paper's reading of Fig. 9)"),
+        value: best_vs_one.as_ref().map(|b| b.1),
+        met: best_vs_one.as_ref().map(|b| b.1 >= TARGET_AMORT_PAPER),
+        detail: best_vs_one.map_or_else(
+            || "–".into(),
+            |(s, r)| format!("{}: {r:.2}×{note}", display_series(&s)),
+        ),
+    });
+
+    // Aided vs the paper's program at the lowest budget.
+    let acc = |cond: &str| {
+        summaries
+            .iter()
+            .find(|s| s.condition == cond)
+            .map(|s| s.accuracy)
+    };
+    let rethink = acc(&format!("rethink/k1/full/{lowest}"));
+    let aided_best = [Layout::Full, Layout::Learned, Layout::Routed]
+        .iter()
+        .filter_map(|l| acc(&format!("aided/k1/{}/{lowest}", l.name())).map(|a| (l.name(), a)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let diff = match (rethink, aided_best) {
+        (Some(r), Some((_, a))) => Some(a - r),
+        _ => None,
+    };
+    out.push(Target {
+        name: format!(
+            "Program-aided vs paper-faithful sleep program at the lowest budget ({lowest})"
+        ),
+        goal: "≥ +15 points".into(),
+        value: diff.map(|d| d * 100.0),
+        met: diff.map(|d| d >= TARGET_AIDED_POINTS),
+        detail: match (rethink, aided_best) {
+            (Some(r), Some((l, a))) => {
+                format!("aided ({l}) {} vs rethink (full) {}", pct(a), pct(r))
+            }
+            _ => "needs both programs at k = 1".into(),
+        },
+    });
+    let best_by_program = |p: ProgramKind| {
+        vs_base
+            .iter()
+            .filter(|r| r.series.starts_with(p.name()))
+            .filter_map(|r| r.tokens.max.map(|m| m.ratio))
+            .max_by(f64::total_cmp)
+    };
+    let (a, r) = (
+        best_by_program(ProgramKind::Aided),
+        best_by_program(ProgramKind::Rethink),
+    );
+    out.push(Target {
+        name: "Program-aided has the best iso-accuracy token ratio of any program".into(),
+        goal: "aided > rethink".into(),
+        value: a,
+        met: match (a, r) {
+            (Some(a), Some(r)) => Some(a > r),
+            (Some(_), None) => Some(true),
+            _ => None,
+        },
+        detail: format!(
+            "aided {} vs rethink {}",
+            opt(a, |v| format!("{v:.2}×")),
+            opt(r, |v| format!("{v:.2}×"))
+        ),
+    });
+    out
+}
+
+fn template_key(t: &str) -> (u8, i64, String) {
+    match t.parse::<i64>() {
+        Ok(n) => (0, n, String::new()),
+        Err(_) => (1, 0, t.to_owned()),
+    }
+}
+
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+fn markdown(
+    manifest: &Manifest,
+    records: &[Record],
+    summaries: &[ConditionSummary],
+    summary: &Summary,
+    lowest: &str,
+    options: &ReportOptions,
+    figures: &[PathBuf],
+    run_dir: &Path,
+) -> String {
+    let mut md = String::new();
+    let spec = &manifest.spec;
+    let questions: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.problem_id.as_str()).collect();
+    let contexts: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.context_id.as_str()).collect();
+    let _ = writeln!(md, "# Sleep-time compute benchmark: {}\n", manifest.name);
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(
+        md,
+        "| model | {} (`{}`) |",
+        manifest.model.name, manifest.model.fingerprint
+    );
+    if let Some(g) = &manifest.generator {
+        let _ = writeln!(
+            md,
+            "| Multi-Query generator | {} (`{}`) |",
+            g.name, g.fingerprint
+        );
+    }
+    if let Some(s) = &manifest.scorer {
+        let _ = writeln!(
+            md,
+            "| predictability scorer | {} (`{}`) |",
+            s.name, s.fingerprint
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| dataset | {} ({} questions on {} contexts) |",
+        manifest.dataset,
+        questions.len(),
+        contexts.len()
+    );
+    let _ = writeln!(md, "| conditions | {} |", manifest.conditions.len());
+    let _ = writeln!(md, "| seed | {} |", manifest.seed);
+    let _ = writeln!(
+        md,
+        "| git commit | {} |",
+        manifest.git_commit.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(md, "| command | `{}` |", manifest.command_line.join(" "));
+    let _ = writeln!(
+        md,
+        "| started / finished | {} / {} |",
+        record::format_utc(manifest.started_at),
+        manifest
+            .finished_at
+            .map_or_else(|| "not finished".into(), record::format_utc)
+    );
+    let _ = writeln!(
+        md,
+        "| call cache (last invocation) | {} hits, {} misses |",
+        manifest.cache_hits, manifest.cache_misses
+    );
+    let _ = writeln!(
+        md,
+        "| sleep programs | rethink: up to {} rewrites of ≤ {} tokens; aided: {} repair rounds; k > 1 drafts at temperature {} |",
+        spec.sleep.max_rethinks, spec.sleep.max_tokens_per_step, spec.sleep.repair_rounds, spec.sleep.sampled_temperature
+    );
+    let _ = writeln!(
+        md,
+        "| cost model | test-time token = {} sleep-time tokens; input token = {} output token |\n",
+        options.t, options.input_weight
+    );
+    let _ = writeln!(
+        md,
+        "Budgets: `v0`–`v4` are the paper's verbosity prompts (0 = one sentence, 4 = step by step) with a generous cap; \
+`capN` is step-by-step reasoning cut at N tokens, then the answer is forced (budget forcing). Layouts: `full` = c' + c + q \
+(the paper), `learned` = c' + q, `routed` = the parts of c' retrieved for q + c + q with a full-reasoning fallback, \
+`context-only` = c' + c without q. Accuracy intervals are 95% Wilson intervals. Records hold ids and numbers only.\n"
+    );
+
+    let _ = writeln!(md, "## Targets\n");
+    let _ = writeln!(
+        md,
+        "| target | goal | value | met | detail |\n|---|---|---|---|---|"
+    );
+    for t in &summary.targets {
+        let met = match t.met {
+            Some(true) => "**yes**",
+            Some(false) => "**no**",
+            None => "n/a",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {met} | {} |",
+            t.name,
+            t.goal,
+            opt(t.value, |v| format!("{v:.2}")),
+            t.detail
+        );
+    }
+    let unmet: Vec<&Target> = summary
+        .targets
+        .iter()
+        .filter(|t| t.met == Some(false))
+        .collect();
+    if !unmet.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**{} target(s) not met.** Where it falls short is shown below: sleep-time minus baseline per budget \
+(\"Per budget\"), and per template at the lowest budget (\"Per template\").\n",
+            unmet.len()
+        );
+    }
+
+    let rel = |p: &Path| {
+        p.strip_prefix(run_dir)
+            .map_or_else(|_| p.display().to_string(), |r| r.display().to_string())
+    };
+    let fig = |md: &mut String, name: &str, caption: &str| {
+        if let Some(p) = figures.iter().find(|p| {
+            p.file_stem().is_some_and(|s| s == name) && p.extension().is_some_and(|e| e == "png")
+        }) {
+            let svg = p.with_extension("svg");
+            let _ = writeln!(md, "![{caption}]({}) ([SVG]({}))\n", rel(p), rel(&svg));
+        }
+    };
+
+    let _ = writeln!(md, "## Accuracy and cost per condition\n");
+    let _ = writeln!(
+        md,
+        "| condition | n | accuracy [95% CI] | completion tokens | prompt tokens | cached prompt | latency p50 / p95 s | no-KV latency p50 / p95 s | cut off | forced | sleep tokens / context | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for s in summaries
+        .iter()
+        .filter(|s| !matches!(s.spec, Condition::Sample { .. }))
+    {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} [{}, {}] | {} | {} | {} | {} / {} | {} / {} | {} | {} | {} | {} |",
+            s.condition,
+            s.n,
+            pct(s.accuracy),
+            pct(s.ci.0),
+            pct(s.ci.1),
+            num(s.completion_tokens, 1),
+            num(s.prompt_tokens, 0),
+            num(s.cached_prompt_tokens, 0),
+            num(s.latency_p50, 2),
+            num(s.latency_p95, 2),
+            num(s.cold_latency_p50, 2),
+            num(s.cold_latency_p95, 2),
+            pct(s.cap_share),
+            pct(s.forced_share),
+            opt(s.sleep_tokens_per_context, |v| num(v, 0)),
+            s.errors
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nNo-KV latency: measured for `/cold` conditions (prefix KV state off; meaningful only on a backend that honours \
+`reuse_prefix = false`), otherwise estimated as the measured latency plus the prefill of the prepared prefix.\n"
+    );
+
+    let _ = writeln!(md, "## Accuracy vs test-time tokens (paper Fig. 3/4)\n");
+    fig(
+        &mut md,
+        "accuracy_vs_tokens",
+        "accuracy vs test-time tokens",
+    );
+    let _ = writeln!(md, "### Iso-accuracy ratios\n");
+    let _ = writeln!(
+        md,
+        "Test-time tokens (and median latency) the reference needs over what sleep-time needs for the same accuracy, read off \
+the two Pareto frontiers by linear interpolation. \"max\" is the largest ratio over the accuracies both reach; \"at best common\" \
+is the ratio at the highest accuracy both reach. Latency ratios compare median latencies with the prefix KV state prepared on \
+both sides (the baseline's c + instructions prefilled while idle: already a little sleep-time work); the last column compares \
+against the reference without it, the paper's baseline, which reads c only when q arrives.\n"
+    );
+    let _ = writeln!(md, "| sleep-time series | reference | tokens: max | tokens: at best common | latency: max | latency: at best common | latency vs reference without KV cache: max / at best common | best accuracy (ref / sleep) |\n|---|---|---|---|---|---|---|---|");
+    for r in &summary.iso {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+            display_series(&r.series),
+            r.reference,
+            ratio(r.tokens.max),
+            ratio(r.tokens.at_best_common),
+            ratio(r.latency.max),
+            ratio(r.latency.at_best_common),
+            ratio(r.latency_vs_cold.max),
+            ratio(r.latency_vs_cold.at_best_common),
+            pct(r.tokens.baseline_best),
+            pct(r.tokens.sleep_best)
+        );
+    }
+
+    let _ = writeln!(md, "\n## Per budget: sleep-time minus baseline\n");
+    let budgets: Vec<String> = spec.budgets.iter().map(|b| b.label()).collect();
+    let sleep_names = sleep_series(summaries);
+    let _ = write!(md, "| series |");
+    for b in &budgets {
+        let _ = write!(md, " {b} |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---|".repeat(budgets.len()));
+    for s in &sleep_names {
+        let _ = write!(md, "| {} |", display_series(s));
+        for b in &budgets {
+            let cell = paired_gap(records, &format!("{s}/{b}"), &format!("baseline/{b}"))
+                .map_or_else(
+                    || "–".into(),
+                    |(d, lo, hi, n)| {
+                        format!(
+                            "{:+.1} [{:+.1}, {:+.1}] (n={n})",
+                            100.0 * d,
+                            100.0 * lo,
+                            100.0 * hi
+                        )
+                    },
+                );
+            let _ = write!(md, " {cell} |");
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "\nPoints of accuracy, paired over the same questions, with a 95% interval.\n"
+    );
+
+    let _ = writeln!(md, "## Accuracy vs test-time latency\n");
+    fig(&mut md, "accuracy_vs_latency", "accuracy vs latency");
+
+    let _ = writeln!(
+        md,
+        "## Scaling sleep-time compute: k drafts (paper Fig. 7)\n"
+    );
+    fig(&mut md, "k_scaling", "k-scaling");
+    let k_budgets: Vec<String> = spec.k_budgets.iter().map(|b| b.label()).collect();
+    let _ = write!(md, "| series |");
+    for b in &k_budgets {
+        let _ = write!(md, " {b} |");
+    }
+    let _ = writeln!(
+        md,
+        " sleep tokens / context |\n|---|{}---|",
+        "---|".repeat(k_budgets.len())
+    );
+    for p in &spec.programs {
+        for k in &spec.ks {
+            let series = format!("{}/k{k}/full", p.program.name());
+            let rows: Vec<&ConditionSummary> =
+                summaries.iter().filter(|s| s.series == series).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = write!(md, "| {} |", display_series(&series));
+            for b in &k_budgets {
+                let cell = rows
+                    .iter()
+                    .find(|s| s.condition.ends_with(&format!("/{b}")))
+                    .map_or_else(
+                        || "–".into(),
+                        |s| format!("{} (n={})", pct(s.accuracy), s.n),
+                    );
+                let _ = write!(md, " {cell} |");
+            }
+            let _ = writeln!(
+                md,
+                " {} |",
+                opt(rows[0].sleep_tokens_per_context, |v| num(v, 0))
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nk > 1 runs on the first {} contexts only; compare k values on the same contexts.\n",
+        spec.k_contexts
+            .map_or_else(|| "all".into(), |n| n.to_string())
+    );
+
+    if !summary.pass_at_k.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Sleep-time vs pass@k and majority vote (paper Fig. 5)\n"
+        );
+        fig(&mut md, "pass_at_k", "pass@k and majority vote");
+        let _ = writeln!(
+            md,
+            "| k | tokens | pass@k (oracle) | majority vote |\n|---|---|---|---|"
+        );
+        for (p, v) in summary.pass_at_k.iter().zip(&summary.majority_vote) {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} [{}, {}] | {} [{}, {}] |",
+                p.k,
+                num(p.tokens, 1),
+                pct(p.accuracy),
+                pct(p.lo),
+                pct(p.hi),
+                pct(v.accuracy),
+                pct(v.lo),
+                pct(v.hi)
+            );
+        }
+        let _ = writeln!(md, "\nSamples at temperature {} from the lowest sampled budget; majority vote is the fair parallel baseline at equal test-time tokens.\n", spec.sample_temperature);
+    }
+
+    let _ = writeln!(md, "## Context-only ablation (paper App. I)\n");
+    let ctx_rows: Vec<&ConditionSummary> = summaries
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.spec,
+                Condition::Sleep {
+                    layout: Layout::ContextOnly,
+                    ..
+                }
+            )
+        })
+        .collect();
+    if ctx_rows.is_empty() {
+        let _ = writeln!(md, "Not run.\n");
+    } else {
+        for s in ctx_rows {
+            let full = s.condition.replace("/context-only/", "/full/");
+            let f = summaries.iter().find(|x| x.condition == full);
+            let _ = writeln!(
+                md,
+                "- `{}`: {} [{}, {}] without the question, vs `{full}` {} with it.",
+                s.condition,
+                pct(s.accuracy),
+                pct(s.ci.0),
+                pct(s.ci.1),
+                f.map_or_else(|| "–".into(), |f| pct(f.accuracy))
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Answer recall, anchoring and routing\n");
+    let _ = writeln!(
+        md,
+        "Recall: share of questions whose gold answer is among the values in c' (computed quantities for the aided program, \
+numbers written in the notes for rethink). Picks: of those, the share answered correctly. Anchored: share of answers that are \
+a number from c'.\n"
+    );
+    let _ = writeln!(md, "| condition | recall | picks recalled | anchored | fast path | fast accuracy | fallback accuracy |\n|---|---|---|---|---|---|---|");
+    for s in summaries
+        .iter()
+        .filter(|s| s.answer_recall.is_some() && s.condition.contains("/k1/"))
+    {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            s.condition,
+            opt(s.answer_recall, pct),
+            opt(s.picks_recalled, pct),
+            opt(s.answer_in_learned, pct),
+            opt(s.fast_share, pct),
+            opt(s.fast_accuracy, pct),
+            opt(s.fallback_accuracy, pct)
+        );
+    }
+
+    let _ = writeln!(
+        md,
+        "\n## Amortised cost per query (paper Fig. 9){}\n",
+        if summary.amortised_measured {
+            ""
+        } else {
+            " — projected"
+        }
+    );
+    if !summary.amortised_measured {
+        let _ = writeln!(md, "This run has one question per context, so the amortisation is projected: the same test-time cost and accuracy, the sleep-time cost shared by N questions. The Multi-Query run measures it.\n");
+    }
+    for p in &spec.programs {
+        fig(
+            &mut md,
+            &format!("amortisation_{}", p.program.name()),
+            "amortisation",
+        );
+    }
+    let _ = writeln!(md, "| condition | N | contexts with ≥ N questions | accuracy | cost / query | with input tokens |\n|---|---|---|---|---|---|");
+    for a in summary
+        .amortised
+        .iter()
+        .filter(|a| a.condition.ends_with(&format!("/{lowest}")) || a.condition == "pal")
+    {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            a.condition,
+            a.n,
+            if summary.amortised_measured {
+                format!("{}/{}", a.full_contexts, a.contexts)
+            } else {
+                "–".into()
+            },
+            pct(a.accuracy),
+            num(a.cost, 1),
+            num(a.cost_with_input, 1)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n(Rows at the lowest budget, {lowest}; every budget is in `summary.json`.)\n"
+    );
+
+    let _ = writeln!(md, "## Predictability (paper Fig. 10)\n");
+    if summary.predictability.is_empty() {
+        let _ = writeln!(md, "Not scored.\n");
+    } else {
+        fig(&mut md, "predictability", "predictability");
+        for (cond, bins) in &summary.predictability {
+            let _ = writeln!(
+                md,
+                "`{cond}` vs `baseline/{lowest}` (bins by log P(q | c) {}):\n",
+                if cond.ends_with("(sum)") {
+                    "summed"
+                } else {
+                    "per token"
+                }
+            );
+            let _ = writeln!(md, "| bin | score range | n | sleep-time | baseline | gap [95% CI] |\n|---|---|---|---|---|---|");
+            for b in bins {
+                let _ = writeln!(
+                    md,
+                    "| Q{} | {:.2} … {:.2} | {} | {} | {} | {:+.1} [{:+.1}, {:+.1}] |",
+                    b.index + 1,
+                    b.lo,
+                    b.hi,
+                    b.n,
+                    pct(b.sleep_accuracy),
+                    pct(b.baseline_accuracy),
+                    100.0 * b.gap,
+                    100.0 * b.gap_lo,
+                    100.0 * b.gap_hi
+                );
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md, "Predictability is confounded with difficulty and question length (digest §5): read the bins with the baseline column.\n");
+    }
+
+    let _ = writeln!(md, "## Per template at the lowest budget ({lowest})\n");
+    let mut cols = vec![format!("baseline/{lowest}")];
+    for s in &sleep_names {
+        if s.contains("/k1/") {
+            cols.push(format!("{s}/{lowest}"));
+        }
+    }
+    let table = metrics::by_template(records, &cols);
+    if table.len() > 1 {
+        let _ = write!(md, "| template |");
+        for c in &cols {
+            let _ = write!(md, " `{c}` |");
+        }
+        let _ = writeln!(md, "\n|---|{}", "---|".repeat(cols.len()));
+        let mut rows: Vec<(&String, &Vec<(usize, usize)>)> = table.iter().collect();
+        rows.sort_by_key(|(t, _)| template_key(t));
+        let mut losses = Vec::new();
+        for (t, cells) in rows {
+            let _ = write!(md, "| {t} |");
+            for (c, n) in cells {
+                let _ = write!(md, " {c}/{n} |");
+            }
+            let _ = writeln!(md);
+            let base = cells[0];
+            if cells[1..].iter().all(|(c, n)| {
+                *n > 0 && (*c as f64 / *n as f64) < base.0 as f64 / base.1.max(1) as f64
+            }) {
+                losses.push(t.clone());
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nTemplates where every sleep-time series is below the baseline: {}.\n",
+            if losses.is_empty() {
+                "none".to_owned()
+            } else {
+                losses.join(", ")
+            }
+        );
+    } else {
+        let _ = writeln!(md, "No template ids in this dataset.\n");
+    }
+    md
+}
+
+/// Mean paired difference of correctness between two conditions over the problems both
+/// answered: `(mean, lo, hi, n)` with a 95% normal interval.
+pub fn paired_gap(records: &[Record], a: &str, b: &str) -> Option<(f64, f64, f64, usize)> {
+    let of = |c: &str| -> BTreeMap<&str, bool> {
+        records
+            .iter()
+            .filter(|r| r.condition == c)
+            .map(|r| (r.problem_id.as_str(), r.correct))
+            .collect()
+    };
+    let (ma, mb) = (of(a), of(b));
+    let diffs: Vec<f64> = ma
+        .iter()
+        .filter_map(|(id, x)| {
+            mb.get(id)
+                .map(|y| f64::from(u8::from(*x)) - f64::from(u8::from(*y)))
+        })
+        .collect();
+    if diffs.is_empty() {
+        return None;
+    }
+    let n = diffs.len() as f64;
+    let m = diffs.iter().sum::<f64>() / n;
+    let var = if diffs.len() > 1 {
+        diffs.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    let half = metrics::Z95 * (var / n).sqrt();
+    Some((m, m - half, m + half, diffs.len()))
+}

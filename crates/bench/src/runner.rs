@@ -1,0 +1,748 @@
+//! The experiment runner: every condition of a spec on every problem, one record each.
+//!
+//! Work is grouped by context. For each context the sleep programs run once per
+//! (program, k) — lazily, when a condition first needs them — and their `c'` is shared by
+//! every question and condition of that context. Within a context the conditions run one
+//! after the other with the context's questions inside, so questions that share a prompt
+//! prefix follow each other and the model can reuse its KV state.
+//!
+//! Every model call goes through the disk call cache, so a rerun costs nothing; records
+//! already in `results.jsonl` are skipped, so an interrupted run resumes where it stopped.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use sleeptime_core::{
+    learn, parse, route, solve_with_program, AidedConfig, AidedProgram, AnswerConfig, AnswerInput,
+    Answerer, BudgetForcing, Combine, Context, LearnConfig, LearnedContext, NoProgress,
+    RethinkConfig, RethinkProgram, Route, RouteConfig, SleepBudget, SleepProgram, Verbosity,
+};
+use sleeptime_model::SharedBackend;
+
+use crate::backends::{stack, LazyPrefix, Meter};
+use crate::datasets::Problem;
+use crate::multiquery::{self, Group};
+use crate::record::{self, Manifest, Record, ResultsWriter, SleepRecord};
+use crate::spec::{Budget, Condition, ExperimentSpec, Layout, ProgramKind, Sleeper};
+
+/// The models a run uses. `generator` (Multi-Query questions) and `scorer` (log P(q | c))
+/// default to `model`.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    pub model: SharedBackend,
+    pub generator: Option<SharedBackend>,
+    pub scorer: Option<SharedBackend>,
+}
+
+impl Backends {
+    pub fn single(model: SharedBackend) -> Self {
+        Self {
+            model,
+            generator: None,
+            scorer: None,
+        }
+    }
+}
+
+/// Where and how to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run name (the run folder's name).
+    pub name: String,
+    pub preset: Option<String>,
+    /// `bench/runs/<name>`: manifest, results, report.
+    pub run_dir: PathBuf,
+    /// `bench/cache`: call cache, prefix timings, learned contexts and generated questions
+    /// (gitignored: it holds dataset-derived text).
+    pub cache_dir: PathBuf,
+    /// The shared data folder.
+    pub data_dir: PathBuf,
+    /// Contexts processed at once (calls to an embedded model serialise anyway).
+    pub concurrency: usize,
+    pub show_progress: bool,
+    /// The exact command line, for the manifest.
+    pub command_line: Vec<String>,
+    /// Only conditions whose id matches.
+    pub only: Option<regex::Regex>,
+    /// Only the first N problems (contexts) of the dataset.
+    pub limit: Option<usize>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    /// Records in `results.jsonl` now.
+    pub records: usize,
+    /// Records written by this invocation.
+    pub written: usize,
+    /// Records skipped because they were already done.
+    pub skipped: usize,
+    /// Records of this invocation that carry an error.
+    pub errors: usize,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+/// A learned context and what it cost.
+#[derive(Debug)]
+struct Learned {
+    /// `None` when the context is empty (nothing to sleep on).
+    context: Option<LearnedContext>,
+    seconds: f64,
+    steps: u32,
+}
+
+impl Learned {
+    fn text(&self) -> Option<&str> {
+        self.context
+            .as_ref()
+            .map(|c| c.text.as_str())
+            .filter(|t| !t.trim().is_empty())
+    }
+
+    /// The values `c'` holds: computed quantities, or the numbers in prose notes.
+    fn values(&self) -> Vec<f64> {
+        match &self.context {
+            Some(lc) => match &lc.document {
+                Some(doc) => doc.values(),
+                None => parse::numbers(&lc.text),
+            },
+            None => Vec::new(),
+        }
+    }
+
+    fn record(&self, sleeper: Sleeper, gold: f64) -> SleepRecord {
+        let values = self.values();
+        SleepRecord {
+            program: self.context.as_ref().map_or_else(
+                || sleeper.program.name().to_owned(),
+                |c| c.program.to_string(),
+            ),
+            k: sleeper.k,
+            usage: self
+                .context
+                .as_ref()
+                .map(LearnedContext::total_usage)
+                .unwrap_or_default(),
+            seconds: self.seconds,
+            steps: self.steps,
+            learned_chars: self.text().map_or(0, str::len),
+            quantities: self
+                .context
+                .as_ref()
+                .and_then(|c| c.document.as_ref())
+                .map(|d| d.quantities.len()),
+            answer_recall: values.iter().any(|v| parse::numbers_match(*v, gold)),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    learned: HashMap<Sleeper, Result<Arc<Learned>, String>>,
+    prefixes: Vec<String>,
+}
+
+/// Shared by the groups of one run.
+struct Shared<'a> {
+    spec: &'a ExperimentSpec,
+    options: &'a RunOptions,
+    model: SharedBackend,
+    scorer: SharedBackend,
+    lazy: &'a LazyPrefix,
+    writer: Mutex<ResultsWriter>,
+    bar: ProgressBar,
+    written: Mutex<(usize, usize)>,
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn progress_bar(total: u64, show: bool, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} elapsed, ETA {{eta_precise}}] {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    bar
+}
+
+/// Run `spec` (see the module docs).
+pub async fn run(
+    spec: &ExperimentSpec,
+    backends: Backends,
+    options: &RunOptions,
+) -> anyhow::Result<RunSummary> {
+    spec.validate().map_err(anyhow::Error::msg)?;
+    let mut dataset = spec.dataset.load(&options.data_dir)?;
+    if let Some(limit) = options.limit {
+        dataset.problems.truncate(limit);
+    }
+    std::fs::create_dir_all(&options.run_dir)
+        .with_context(|| format!("cannot create run folder {}", options.run_dir.display()))?;
+    std::fs::create_dir_all(&options.cache_dir)
+        .with_context(|| format!("cannot create cache folder {}", options.cache_dir.display()))?;
+
+    let (cached, lazy) = stack(backends.model.clone(), &options.cache_dir)?;
+    let model: SharedBackend = cached.clone();
+    let calls_dir = options.cache_dir.join("calls");
+    let wrap = |b: &Option<SharedBackend>| -> anyhow::Result<Option<SharedBackend>> {
+        Ok(match b {
+            Some(b) => Some(Arc::new(sleeptime_model::cache::CachedBackend::new(
+                b.clone(),
+                &calls_dir,
+            )?)),
+            None => None,
+        })
+    };
+    let generator = wrap(&backends.generator)?;
+    let scorer = wrap(&backends.scorer)?;
+
+    // Groups: one per context; Multi-Query adds verified generated questions to each.
+    let groups: Vec<Group> = match &spec.multi_query {
+        Some(mq) => {
+            let bar = progress_bar(
+                dataset.problems.len() as u64,
+                options.show_progress,
+                "multi-query",
+            );
+            let generator_model = generator.clone().unwrap_or_else(|| model.clone());
+            let (groups, manifest) = multiquery::build_groups(
+                &dataset.problems,
+                generator_model.as_ref(),
+                model.as_ref(),
+                mq,
+                spec.seed,
+                &options.cache_dir,
+                &bar,
+            )
+            .await?;
+            bar.finish_and_clear();
+            record::write_atomic(
+                &options.run_dir.join("multiquery.json"),
+                &serde_json::to_vec_pretty(&manifest)?,
+            )?;
+            groups
+        }
+        None => dataset
+            .problems
+            .iter()
+            .map(|p| Group {
+                context_id: p.id.clone(),
+                problems: vec![(0, p.clone())],
+            })
+            .collect(),
+    };
+
+    let mut seen = HashSet::new();
+    for (_, p) in groups.iter().flat_map(|g| g.problems.iter()) {
+        anyhow::ensure!(
+            seen.insert(p.id.as_str()),
+            "problem id {:?} occurs twice in {}: ids must be unique",
+            p.id,
+            dataset.name
+        );
+    }
+
+    let existing = record::read_records(&options.run_dir)?;
+    let done = record::done_keys(&existing);
+
+    // The plan: per group, its conditions (filtered), and what is left to do.
+    let mut plan: Vec<(usize, &Group, Vec<Condition>)> = Vec::new();
+    let mut all_conditions = BTreeSet::new();
+    let mut todo = 0usize;
+    let mut skipped = 0usize;
+    for (gi, group) in groups.iter().enumerate() {
+        let conditions: Vec<Condition> = spec
+            .conditions_for(gi)
+            .into_iter()
+            .filter(|c| options.only.as_ref().is_none_or(|re| re.is_match(&c.id())))
+            .collect();
+        for c in &conditions {
+            all_conditions.insert(c.id());
+            for (_, p) in &group.problems {
+                if done.contains(&(p.id.clone(), c.id())) {
+                    skipped += 1;
+                } else {
+                    todo += 1;
+                }
+            }
+        }
+        plan.push((gi, group, conditions));
+    }
+
+    let previous = record::read_manifest(&options.run_dir).ok();
+    if let Some(prev) = &previous {
+        // A resumed run with `--only` still lists everything evaluated so far.
+        all_conditions.extend(prev.conditions.iter().cloned());
+    }
+    let info = backends.model.info();
+    let mut manifest = Manifest {
+        name: options.name.clone(),
+        preset: options.preset.clone(),
+        model: info.clone().into(),
+        generator: backends.generator.as_ref().map(|g| g.info().into()),
+        scorer: backends.scorer.as_ref().map(|s| s.info().into()),
+        dataset: dataset.name.clone(),
+        problem_ids: groups
+            .iter()
+            .flat_map(|g| g.problems.iter().map(|(_, p)| p.id.clone()))
+            .collect(),
+        conditions: all_conditions.into_iter().collect(),
+        spec: spec.clone(),
+        seed: spec.seed,
+        git_commit: record::git_commit(),
+        command_line: options.command_line.clone(),
+        started_at: record::now_secs(),
+        finished_at: None,
+        previous_starts: previous
+            .as_ref()
+            .map(|m| {
+                m.previous_starts
+                    .iter()
+                    .copied()
+                    .chain([m.started_at])
+                    .collect()
+            })
+            .unwrap_or_default(),
+        harness_version: env!("CARGO_PKG_VERSION").to_owned(),
+        cache_hits: 0,
+        cache_misses: 0,
+        records: existing.len(),
+    };
+    if let Some(prev) = &previous {
+        if prev.model.fingerprint != manifest.model.fingerprint {
+            anyhow::bail!(
+                "{} holds results of model {} ({}), not {}: use another --name",
+                options.run_dir.display(),
+                prev.model.name,
+                prev.model.fingerprint,
+                manifest.model.name
+            );
+        }
+    }
+    record::write_manifest(&options.run_dir, &manifest)?;
+
+    let shared = Shared {
+        spec,
+        options,
+        model: model.clone(),
+        scorer: scorer.unwrap_or_else(|| model.clone()),
+        lazy: &lazy,
+        writer: Mutex::new(ResultsWriter::open(&options.run_dir)?),
+        bar: progress_bar(todo as u64, options.show_progress, &options.name),
+        written: Mutex::new((0, 0)),
+    };
+    let concurrency = options.concurrency.max(1);
+    let result: anyhow::Result<Vec<()>> = futures::stream::iter(plan.iter())
+        .map(|(_, group, conditions)| shared.run_group(group, conditions, &done))
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await;
+    shared.bar.finish_and_clear();
+    lazy.release_all();
+    result?;
+
+    let (written, errors) = *shared
+        .written
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let records = record::read_records(&options.run_dir)?.len();
+    manifest.finished_at = Some(record::now_secs());
+    manifest.cache_hits = cached.hits();
+    manifest.cache_misses = cached.misses();
+    manifest.records = records;
+    record::write_manifest(&options.run_dir, &manifest)?;
+    Ok(RunSummary {
+        run_dir: options.run_dir.clone(),
+        records,
+        written,
+        skipped,
+        errors,
+        cache_hits: cached.hits(),
+        cache_misses: cached.misses(),
+    })
+}
+
+impl Shared<'_> {
+    async fn run_group(
+        &self,
+        group: &Group,
+        conditions: &[Condition],
+        done: &HashSet<(String, String)>,
+    ) -> anyhow::Result<()> {
+        let mut state = GroupState::default();
+        for condition in conditions {
+            let id = condition.id();
+            for (qi, problem) in &group.problems {
+                if done.contains(&(problem.id.clone(), id.clone())) {
+                    continue;
+                }
+                self.bar.set_message(format!("{} {id}", problem.id));
+                let mut rec = Record::new(
+                    &problem.id,
+                    &group.context_id,
+                    *qi,
+                    problem.template_id.clone(),
+                    condition,
+                    problem.answer,
+                );
+                if let Err(e) = self
+                    .evaluate(&mut state, &group.context_id, problem, condition, &mut rec)
+                    .await
+                {
+                    rec.error = Some(format!("{e:#}"));
+                    rec.correct = false;
+                    tracing::warn!("{} {id}: {e:#}", problem.id);
+                }
+                self.writer
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .write(&rec)?;
+                {
+                    let mut w = self
+                        .written
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    w.0 += 1;
+                    w.1 += usize::from(rec.error.is_some());
+                }
+                self.bar.inc(1);
+            }
+        }
+        self.lazy.release(&state.prefixes);
+        Ok(())
+    }
+
+    async fn learned(
+        &self,
+        state: &mut GroupState,
+        context_id: &str,
+        context: &str,
+        sleeper: Sleeper,
+    ) -> anyhow::Result<Arc<Learned>> {
+        if let Some(found) = state.learned.get(&sleeper) {
+            return found.clone().map_err(anyhow::Error::msg);
+        }
+        let result = self.learn(context_id, context, sleeper).await;
+        let stored = result
+            .as_ref()
+            .map(Arc::clone)
+            .map_err(|e| format!("sleep time ({sleeper}) failed: {e:#}"));
+        state.learned.insert(sleeper, stored.clone());
+        stored.map_err(anyhow::Error::msg)
+    }
+
+    async fn learn(
+        &self,
+        context_id: &str,
+        context: &str,
+        sleeper: Sleeper,
+    ) -> anyhow::Result<Arc<Learned>> {
+        if context.trim().is_empty() {
+            return Ok(Arc::new(Learned {
+                context: None,
+                seconds: 0.0,
+                steps: 0,
+            }));
+        }
+        self.bar
+            .set_message(format!("{context_id} sleep {sleeper}"));
+        let ctx = Context::new(context)?;
+        let settings = &self.spec.sleep;
+        let program: Box<dyn SleepProgram> = match sleeper.program {
+            ProgramKind::Rethink => Box::new(RethinkProgram::new(RethinkConfig {
+                max_rethinks: settings.max_rethinks,
+                ..RethinkConfig::default()
+            })),
+            ProgramKind::Aided => Box::new(AidedProgram::new(AidedConfig {
+                repair_rounds: settings.repair_rounds,
+            })),
+        };
+        let config = LearnConfig {
+            k: sleeper.k,
+            budget: SleepBudget {
+                max_tokens_per_step: settings.max_tokens_per_step,
+                temperature: 0.0,
+                seed: None,
+            },
+            sampled_temperature: settings.sampled_temperature,
+            base_seed: self.spec.seed,
+            combine: if sleeper.program == ProgramKind::Aided {
+                Combine::Merge
+            } else {
+                Combine::Concatenate
+            },
+            version: 1,
+        };
+        let meter = Meter::new(self.model.clone());
+        let lc = learn(program.as_ref(), &meter, &ctx, &config, &NoProgress).await?;
+        // Keep c' for people to read (gitignored cache: it quotes the context).
+        let dir = self
+            .options
+            .cache_dir
+            .join("learned")
+            .join(sanitize(&self.options.name));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = lc.save(&dir.join(format!(
+                "{}-{}-k{}.json",
+                sanitize(context_id),
+                sleeper.program.name(),
+                sleeper.k
+            )));
+        }
+        let steps = u32::try_from(meter.calls().len()).unwrap_or(u32::MAX);
+        Ok(Arc::new(Learned {
+            context: Some(lc),
+            seconds: meter.seconds(),
+            steps,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &self,
+        state: &mut GroupState,
+        rec: &mut Record,
+        budget: Budget,
+        input: &AnswerInput<'_>,
+        temperature: f32,
+        seed: Option<u64>,
+        reuse_prefix: bool,
+        prepare: bool,
+    ) -> anyhow::Result<()> {
+        let meter = Meter::new(self.model.clone());
+        let config = AnswerConfig {
+            verbosity: Verbosity::new(budget.verbosity)?,
+            max_tokens: budget.max_tokens,
+            budget_forcing: Some(BudgetForcing::default()),
+            temperature,
+            seed,
+            reuse_prefix,
+        };
+        let answerer = Answerer::new(&meter, config);
+        let key = if prepare && reuse_prefix && self.model.info().prefix_state {
+            Some(answerer.prepare(input).await?.id)
+        } else {
+            None
+        };
+        let answer = answerer.answer(input).await?;
+        rec.answer = answer.number;
+        rec.correct = answer
+            .number
+            .is_some_and(|n| parse::numbers_match(n, rec.gold));
+        rec.usage += answer.usage;
+        rec.calls += u32::try_from(meter.calls().len()).unwrap_or(u32::MAX);
+        rec.latency_s += meter.seconds();
+        if rec.ttft_s == 0.0 {
+            rec.ttft_s = meter.time_to_first_token();
+        }
+        rec.hit_cap |= answer.hit_cap;
+        rec.forced |= answer.forced;
+        if let Some(key) = key {
+            if let Some(t) = self.lazy.timing(&key) {
+                rec.prefix_tokens = Some(t.tokens);
+                rec.prefix_prefill_s = Some(t.seconds);
+            }
+            state.prefixes.push(key);
+        }
+        Ok(())
+    }
+
+    async fn evaluate(
+        &self,
+        state: &mut GroupState,
+        context_id: &str,
+        problem: &Problem,
+        condition: &Condition,
+        rec: &mut Record,
+    ) -> anyhow::Result<()> {
+        let context = problem.context.trim();
+        let question = problem.question.trim();
+        let c = Some(context).filter(|c| !c.is_empty());
+        match condition {
+            Condition::Baseline { budget, cold } => {
+                let input = AnswerInput {
+                    context: c,
+                    learned: None,
+                    question: Some(question),
+                };
+                self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
+                    .await
+            }
+            Condition::Sample { budget, index } => {
+                let input = AnswerInput {
+                    context: c,
+                    learned: None,
+                    question: Some(question),
+                };
+                let seed = Some(self.spec.seed.wrapping_add(u64::from(*index)));
+                self.answer(
+                    state,
+                    rec,
+                    *budget,
+                    &input,
+                    self.spec.sample_temperature,
+                    seed,
+                    true,
+                    true,
+                )
+                .await
+            }
+            Condition::Sleep {
+                sleeper,
+                layout,
+                budget,
+                cold,
+            } => {
+                let learned = self.learned(state, context_id, context, *sleeper).await?;
+                rec.sleep = Some(learned.record(*sleeper, problem.answer));
+                let text = learned.text();
+                match layout {
+                    Layout::Full => {
+                        let input = AnswerInput {
+                            context: c,
+                            learned: text,
+                            question: Some(question),
+                        };
+                        self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
+                            .await?;
+                    }
+                    Layout::Learned => {
+                        let input = AnswerInput {
+                            context: if text.is_some() { None } else { c },
+                            learned: text,
+                            question: Some(question),
+                        };
+                        self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
+                            .await?;
+                    }
+                    Layout::ContextOnly => {
+                        let input = AnswerInput {
+                            context: c,
+                            learned: text,
+                            question: None,
+                        };
+                        self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
+                            .await?;
+                    }
+                    Layout::Routed => {
+                        let doc = learned.context.as_ref().and_then(|l| l.document.as_ref());
+                        let settings = &self.spec.route;
+                        let routed = doc.map(|d| {
+                            route(
+                                d,
+                                question,
+                                &RouteConfig {
+                                    top_n: settings.top_n,
+                                    min_confidence: settings.min_confidence,
+                                },
+                            )
+                        });
+                        match routed {
+                            Some(Route::Fast { text, confidence }) => {
+                                rec.route = Some("fast".into());
+                                rec.route_confidence = Some(confidence);
+                                // The retrieved parts depend on q: nothing to prepare before it arrives.
+                                let input = AnswerInput {
+                                    context: c,
+                                    learned: Some(&text),
+                                    question: Some(question),
+                                };
+                                self.answer(state, rec, *budget, &input, 0.0, None, true, false)
+                                    .await?;
+                            }
+                            other => {
+                                rec.route = Some("fallback".into());
+                                rec.route_confidence = other.map(|r| r.confidence());
+                                let input = AnswerInput {
+                                    context: c,
+                                    learned: None,
+                                    question: Some(question),
+                                };
+                                self.answer(
+                                    state,
+                                    rec,
+                                    settings.fallback,
+                                    &input,
+                                    0.0,
+                                    None,
+                                    true,
+                                    true,
+                                )
+                                .await?;
+                            }
+                        }
+                    }
+                }
+                let values = learned.values();
+                rec.answer_in_learned = rec
+                    .answer
+                    .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
+                Ok(())
+            }
+            Condition::Program { sleeper } => {
+                let learned = match sleeper {
+                    Some(s) => {
+                        let l = self.learned(state, context_id, context, *s).await?;
+                        rec.sleep = Some(l.record(*s, problem.answer));
+                        Some(l)
+                    }
+                    None => None,
+                };
+                let meter = Meter::new(self.model.clone());
+                let text = learned.as_ref().and_then(|l| l.text());
+                let answer =
+                    solve_with_program(&meter, context, text, question, self.spec.pal_max_tokens)
+                        .await?;
+                rec.answer = answer.number;
+                rec.correct = answer
+                    .number
+                    .is_some_and(|n| parse::numbers_match(n, rec.gold));
+                rec.usage = answer.usage;
+                rec.calls = u32::try_from(meter.calls().len()).unwrap_or(u32::MAX);
+                rec.latency_s = meter.seconds();
+                rec.ttft_s = meter.time_to_first_token();
+                if let Some(l) = &learned {
+                    let values = l.values();
+                    rec.answer_in_learned = rec
+                        .answer
+                        .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
+                }
+                Ok(())
+            }
+            Condition::Score => {
+                let prefix = if context.is_empty() {
+                    String::new()
+                } else {
+                    format!("{context} ")
+                };
+                let score = self.scorer.score_continuation(&prefix, question).await?;
+                rec.logprob_sum = Some(score.logprob_sum);
+                rec.logprob_mean = Some(score.logprob_mean());
+                rec.question_tokens = Some(score.tokens);
+                Ok(())
+            }
+        }
+    }
+}

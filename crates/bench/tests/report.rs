@@ -1,0 +1,267 @@
+//! The report: markdown, summary and PNG/SVG figures from a scripted run, and from a
+//! synthetic run shaped like a real one (set SLEEPTIME_BENCH_KEEP=DIR to keep its files and
+//! look at the figures).
+
+mod common;
+
+use std::path::Path;
+
+use sleeptime_bench::record::{self, write_manifest, Manifest, Record, ResultsWriter, SleepRecord};
+use sleeptime_bench::report::{write_report, ReportOptions};
+use sleeptime_bench::runner::run;
+use sleeptime_bench::spec::{preset, Budget, Condition, Layout, ProgramKind, Sleeper};
+use sleeptime_model::Usage;
+
+fn check_figure(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(bytes.len() > 1000, "{} is nearly empty", path.display());
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("png") => assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n"),
+        Some("svg") => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
+        other => panic!("unexpected figure type {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn report_of_a_scripted_run_writes_markdown_summary_and_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::spec(common::write_dataset(dir.path()));
+    let model = common::scripted();
+    let options = common::options(dir.path(), "report");
+    run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    let files = write_report(&options.run_dir, &ReportOptions::default()).expect("report");
+    let md = std::fs::read_to_string(&files.markdown).expect("report.md");
+    for section in [
+        "## Targets",
+        "## Accuracy and cost per condition",
+        "Iso-accuracy",
+        "## Per budget",
+        "k drafts",
+        "pass@k",
+        "Context-only",
+        "## Amortised cost",
+        "## Predictability",
+        "## Per template",
+    ] {
+        assert!(md.contains(section), "report.md lacks {section:?}");
+    }
+    assert!(md.contains("`rethink/k1/full/v0`"));
+    assert!(md.contains("plots/accuracy_vs_tokens.png"));
+    for word in common::DATASET_WORDS {
+        assert!(
+            !md.contains(word),
+            "report.md contains dataset text {word:?}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files.summary).expect("summary")).expect("json");
+    assert!(summary["conditions"]
+        .as_array()
+        .is_some_and(|c| c.len() > 10));
+    assert_eq!(summary["targets"].as_array().map(Vec::len), Some(5));
+    for stem in [
+        "accuracy_vs_tokens",
+        "accuracy_vs_latency",
+        "k_scaling",
+        "pass_at_k",
+        "amortisation_rethink",
+        "amortisation_aided",
+        "predictability",
+    ] {
+        for ext in ["png", "svg"] {
+            let path = options.run_dir.join("plots").join(format!("{stem}.{ext}"));
+            assert!(files.figures.contains(&path), "missing {}", path.display());
+            check_figure(&path);
+        }
+    }
+    // Without plots: markdown only.
+    let again = write_report(
+        &options.run_dir,
+        &ReportOptions {
+            plots: false,
+            ..ReportOptions::default()
+        },
+    )
+    .expect("report");
+    assert!(again.figures.is_empty());
+}
+
+/// A deterministic pseudo-random stream for the synthetic run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Records shaped like a real run: accuracy rising with tokens, sleep-time higher at low
+/// budgets, aided higher still.
+fn synthetic_records(n: usize) -> Vec<Record> {
+    let mut rng = Lcg(7);
+    let budgets = [
+        ("v0", 8.0),
+        ("v1", 30.0),
+        ("v2", 55.0),
+        ("v3", 120.0),
+        ("v4", 280.0),
+        ("cap64", 66.0),
+        ("cap128", 125.0),
+    ];
+    let base_acc = [0.08, 0.15, 0.22, 0.30, 0.40, 0.18, 0.27];
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = format!("gen-symbolic-s0/{}-{}", i % 40, i / 40);
+        let template = Some((i % 40).to_string());
+        let predictability = -1.0 - 2.0 * rng.next();
+        let mut score = Record::new(&id, &id, 0, template.clone(), &Condition::Score, 1.0);
+        score.logprob_mean = Some(predictability);
+        score.logprob_sum = Some(predictability * 20.0);
+        out.push(score);
+        let mut push = |condition: Condition, acc: f64, tokens: f64, sleep: Option<f64>| {
+            let mut r = Record::new(&id, &id, 0, template.clone(), &condition, 1.0);
+            r.correct = rng.next() < acc;
+            r.answer = Some(if r.correct { 1.0 } else { 2.0 });
+            let t = (tokens * (0.7 + 0.6 * rng.next())).round() as u64;
+            r.usage = Usage {
+                prompt_tokens: 300,
+                cached_prompt_tokens: 260,
+                completion_tokens: t,
+            };
+            r.latency_s = 0.7 + t as f64 / 20.0;
+            r.prefix_tokens = Some(260);
+            r.prefix_prefill_s = Some(4.3);
+            r.hit_cap = tokens > 200.0 && rng.next() < 0.1;
+            if let Some(stokens) = sleep {
+                let recall = rng.next() < 0.6;
+                r.sleep = Some(SleepRecord {
+                    program: "x@v1".into(),
+                    k: condition.sleeper().map_or(1, |s| s.k),
+                    usage: Usage {
+                        prompt_tokens: 400,
+                        cached_prompt_tokens: 0,
+                        completion_tokens: stokens as u64,
+                    },
+                    seconds: stokens / 20.0,
+                    steps: 2,
+                    learned_chars: 600,
+                    quantities: None,
+                    answer_recall: recall,
+                });
+            }
+            out.push(r);
+        };
+        for (j, (label, tokens)) in budgets.iter().enumerate() {
+            let budget: Budget = label.parse().expect("budget");
+            push(
+                Condition::Baseline {
+                    budget,
+                    cold: false,
+                },
+                base_acc[j],
+                *tokens,
+                None,
+            );
+            for (program, k, bonus, stokens) in [
+                (ProgramKind::Rethink, 1, 0.18, 350.0),
+                (ProgramKind::Aided, 1, 0.30, 180.0),
+                (ProgramKind::Rethink, 5, 0.24, 1750.0),
+            ] {
+                if k > 1 && j > 2 {
+                    continue;
+                }
+                let sleeper = Sleeper { program, k };
+                let acc = (base_acc[j] + bonus * (1.0 - j as f64 / 8.0)).min(0.9);
+                push(
+                    Condition::Sleep {
+                        sleeper,
+                        layout: Layout::Full,
+                        budget,
+                        cold: false,
+                    },
+                    acc,
+                    tokens * 0.6,
+                    Some(stokens),
+                );
+            }
+        }
+        for s in 0..8 {
+            push(
+                Condition::Sample {
+                    budget: Budget::level(0),
+                    index: s,
+                },
+                0.09,
+                8.0,
+                None,
+            );
+        }
+        push(Condition::Program { sleeper: None }, 0.33, 90.0, None);
+    }
+    out
+}
+
+#[test]
+fn report_of_a_realistic_synthetic_run() {
+    let keep = std::env::var_os("SLEEPTIME_BENCH_KEEP").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_dir = keep.clone().unwrap_or_else(|| tmp.path().join("synthetic"));
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    let _ = std::fs::remove_file(run_dir.join(record::RESULTS));
+    let mut spec = preset("symbolic-200").expect("preset");
+    spec.ks = vec![1, 5];
+    spec.programs
+        .retain(|p| p.program == ProgramKind::Rethink || p.program == ProgramKind::Aided);
+    let records = synthetic_records(200);
+    let mut writer = ResultsWriter::open(&run_dir).expect("writer");
+    for r in &records {
+        writer.write(r).expect("write");
+    }
+    let manifest = Manifest {
+        name: "synthetic".into(),
+        preset: Some("symbolic-200".into()),
+        model: record::ModelRecord {
+            name: "synthetic-model".into(),
+            fingerprint: "0".repeat(64),
+            context_window: 4096,
+        },
+        generator: None,
+        scorer: None,
+        dataset: "gen-symbolic-s0".into(),
+        problem_ids: Vec::new(),
+        conditions: Vec::new(),
+        spec,
+        seed: 0,
+        git_commit: None,
+        command_line: vec!["test".into()],
+        started_at: 1_700_000_000,
+        finished_at: Some(1_700_003_600),
+        previous_starts: Vec::new(),
+        harness_version: "test".into(),
+        cache_hits: 0,
+        cache_misses: 0,
+        records: records.len(),
+    };
+    write_manifest(&run_dir, &manifest).expect("manifest");
+    let files = write_report(&run_dir, &ReportOptions::default()).expect("report");
+    for f in &files.figures {
+        check_figure(f);
+    }
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(md.contains("2023-11-14 22:13:20 UTC"));
+    // The sleep-time curves sit well above the baseline at low budgets: iso-accuracy ratios exist.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files.summary).expect("summary")).expect("json");
+    assert!(summary["iso"].as_array().is_some_and(|rows| rows
+        .iter()
+        .any(|r| r["tokens"]["max"]["ratio"]
+            .as_f64()
+            .is_some_and(|x| x > 1.0))));
+    assert_eq!(summary["amortised_measured"], false);
+}

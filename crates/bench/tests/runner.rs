@@ -1,0 +1,365 @@
+//! The runner end to end on a scripted model: records, manifest, resume, free reruns,
+//! errors retried, Multi-Query groups, and no dataset text in anything committed.
+
+mod common;
+
+use std::collections::HashMap;
+
+use sleeptime_bench::record::{read_manifest, read_records, Record};
+use sleeptime_bench::runner::run;
+use sleeptime_bench::spec::{Condition, Layout, MultiQuerySpec, ProgramKind, Sleeper};
+
+fn by_key(records: &[Record]) -> HashMap<(String, String), Record> {
+    records
+        .iter()
+        .map(|r| ((r.problem_id.clone(), r.condition.clone()), r.clone()))
+        .collect()
+}
+
+fn get<'a>(m: &'a HashMap<(String, String), Record>, problem: &str, condition: &str) -> &'a Record {
+    m.get(&(problem.to_owned(), condition.to_owned()))
+        .unwrap_or_else(|| panic!("no record {problem} {condition}"))
+}
+
+fn sleep_runs(model: &sleeptime_model::scripted::ScriptedBackend, needle: &str) -> usize {
+    // A sleep run starts with exactly [system, trigger]; later steps carry more history.
+    model
+        .calls()
+        .iter()
+        .filter(|c| c.messages.len() == 2 && c.messages[1].content.contains(needle))
+        .count()
+}
+
+#[tokio::test]
+async fn end_to_end_records_manifest_and_no_dataset_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::spec(common::write_dataset(dir.path()));
+    let model = common::scripted();
+    let options = common::options(dir.path(), "tiny");
+    let summary = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    let expected = common::planned(&spec, 3);
+    assert_eq!(summary.written, expected);
+    assert_eq!(summary.skipped, 0);
+    assert_eq!(summary.records, expected);
+    assert_eq!(
+        summary.errors,
+        0,
+        "{:?}",
+        read_records(&options.run_dir)
+            .expect("records")
+            .iter()
+            .filter_map(|r| r.error.clone())
+            .collect::<Vec<_>>()
+    );
+
+    let records = read_records(&options.run_dir).expect("records");
+    assert_eq!(records.len(), expected);
+    let m = by_key(&records);
+    // Test-time only: the terse answer is wrong, step by step is right.
+    assert!(!get(&m, "1", "baseline/v0").correct);
+    let v4 = get(&m, "1", "baseline/v4");
+    assert!(v4.correct && !v4.hit_cap && v4.usage.completion_tokens > 0);
+    assert!(
+        v4.prefix_tokens.is_some(),
+        "the c + q prefix is prepared before the answer"
+    );
+    // A cap of 4 tokens cuts the reasoning and forces the answer.
+    let capped = get(&m, "1", "baseline/cap4");
+    assert!(capped.hit_cap && capped.forced && capped.calls == 2);
+    // Sleep-time: c' holds 36 for Tom and 40 for Ann; the answer from memory says 36.
+    let tom = get(&m, "1", "rethink/k1/full/v0");
+    assert!(tom.correct);
+    let sleep = tom.sleep.as_ref().expect("sleep record");
+    assert!(sleep.answer_recall && sleep.usage.completion_tokens > 0 && sleep.k == 1);
+    assert!(sleep.program.starts_with("rethink"));
+    assert_eq!(tom.answer_in_learned, Some(true));
+    let ann = get(&m, "2", "rethink/k1/full/v0");
+    assert!(!ann.correct && ann.sleep.as_ref().is_some_and(|s| s.answer_recall));
+    assert_eq!(ann.answer_in_learned, Some(false));
+    // The same c' serves every condition of a context: one rethink run per (context, k).
+    assert_eq!(
+        sleep_runs(&model, "New situation: Tom"),
+        1 + 2,
+        "k = 1, plus the two drafts of k = 2"
+    );
+    assert_eq!(
+        sleep_runs(&model, "New situation: Bob"),
+        1,
+        "k > 1 only on the first two contexts"
+    );
+    // Aided: a structured c' with exact quantities, routed to the fast path.
+    let routed = get(&m, "1", "aided/k1/routed/v0");
+    assert_eq!(routed.route.as_deref(), Some("fast"));
+    assert_eq!(routed.sleep.as_ref().and_then(|s| s.quantities), Some(3));
+    assert!(routed.correct);
+    // Ann's aided notes have no question that matches... but its words do; either path is recorded.
+    assert!(get(&m, "2", "aided/k1/routed/v0").route.is_some());
+    // Program-aided test time computes 6 * 6.
+    assert_eq!(get(&m, "3", "pal").answer, Some(36.0));
+    assert!(get(&m, "3", "aided/k1/pal").sleep.is_some());
+    // Context-only ablation and cold prefills exist where planned.
+    assert!(m.contains_key(&("1".into(), "rethink/k1/context-only/v0".into())));
+    assert!(m.contains_key(&("1".into(), "baseline/v0/cold".into())));
+    assert!(!m.contains_key(&("2".into(), "baseline/v0/cold".into())));
+    let cold = get(&m, "1", "rethink/k1/full/v0/cold");
+    assert!(cold.prefix_tokens.is_none());
+    // Predictability scores and samples.
+    let score = get(&m, "2", "score");
+    assert!(
+        score.logprob_sum.is_some_and(|s| s < 0.0) && score.question_tokens.is_some_and(|t| t > 0)
+    );
+    assert!(m.contains_key(&("3".into(), "baseline/v0/s2".into())));
+    let spec_of = &get(&m, "1", "aided/k2/full/v0").spec;
+    assert_eq!(
+        *spec_of,
+        Condition::Sleep {
+            sleeper: Sleeper {
+                program: ProgramKind::Aided,
+                k: 2
+            },
+            layout: Layout::Full,
+            budget: "v0".parse().expect("budget"),
+            cold: false
+        }
+    );
+
+    let manifest = read_manifest(&options.run_dir).expect("manifest");
+    assert_eq!(manifest.name, "tiny");
+    assert_eq!(manifest.model.name, "scripted");
+    assert_eq!(manifest.problem_ids, vec!["1", "2", "3"]);
+    assert!(manifest
+        .conditions
+        .contains(&"rethink/k1/full/v4".to_owned()));
+    assert_eq!(
+        manifest.command_line.last().map(String::as_str),
+        Some("--test")
+    );
+    assert!(manifest.finished_at.is_some() && manifest.records == expected);
+    assert_eq!(manifest.spec, spec);
+
+    // Committed files hold ids and numbers only.
+    for file in ["results.jsonl", "manifest.json"] {
+        let text = std::fs::read_to_string(options.run_dir.join(file)).expect("read");
+        for word in common::DATASET_WORDS {
+            assert!(
+                !text.contains(word),
+                "{file} contains dataset text {word:?}"
+            );
+        }
+    }
+    // The learned contexts are kept for people, in the cache folder.
+    assert!(
+        options
+            .cache_dir
+            .join("learned/tiny")
+            .read_dir()
+            .expect("learned dir")
+            .count()
+            >= 6
+    );
+}
+
+#[tokio::test]
+async fn resume_skips_done_work_and_reruns_are_free() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = common::spec(common::write_dataset(dir.path()));
+    let model = common::scripted();
+    let total = common::planned(&spec, 3);
+
+    // An interrupted run: only the baseline conditions got done.
+    let mut options = common::options(dir.path(), "resume");
+    options.only = Some(regex::Regex::new("^baseline").expect("regex"));
+    let first = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert!(first.written > 0 && first.written < total);
+    let calls_after_first = model.calls().len();
+
+    // Resuming does the rest and only the rest.
+    options.only = None;
+    let second = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!(second.skipped, first.written);
+    assert_eq!(second.written, total - first.written);
+    assert_eq!(
+        read_records(&options.run_dir).expect("records").len(),
+        total
+    );
+    let manifest = read_manifest(&options.run_dir).expect("manifest");
+    assert_eq!(manifest.previous_starts.len(), 1);
+
+    // Nothing left: nothing written, no model call.
+    let calls = model.calls().len();
+    assert!(calls > calls_after_first);
+    let third = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!((third.written, third.skipped), (0, total));
+    assert_eq!(model.calls().len(), calls);
+
+    // Lost results: recomputed entirely from the call cache, the same answers, no model call.
+    let before = read_records(&options.run_dir).expect("records");
+    std::fs::remove_file(options.run_dir.join("results.jsonl")).expect("rm");
+    let fourth = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!(fourth.written, total);
+    assert_eq!(fourth.cache_misses, 0);
+    assert_eq!(
+        model.calls().len(),
+        calls,
+        "a rerun must not call the model"
+    );
+    let after = by_key(&read_records(&options.run_dir).expect("records"));
+    for r in &before {
+        let a = get(&after, &r.problem_id, &r.condition);
+        assert_eq!(
+            (a.answer, a.correct, a.usage.completion_tokens),
+            (r.answer, r.correct, r.usage.completion_tokens),
+            "{}",
+            r.condition
+        );
+        assert_eq!(
+            a.prefix_tokens, r.prefix_tokens,
+            "prefix timings survive a rerun ({})",
+            r.condition
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_conditions_are_recorded_and_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = common::spec(common::write_dataset(dir.path()));
+    spec.programs.clear();
+    spec.samples = 0;
+    spec.predictability = false;
+    spec.cold_problems = 0;
+    spec.budgets = vec!["v0".parse().expect("budget")];
+    let model = common::scripted_failing_once();
+    let mut options = common::options(dir.path(), "errors");
+    options.limit = Some(1);
+    let first = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!((first.written, first.errors), (2, 1));
+    let records = read_records(&options.run_dir).expect("records");
+    let pal = records.iter().find(|r| r.condition == "pal").expect("pal");
+    assert!(
+        !pal.correct
+            && pal
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("scripted timeout"))
+    );
+    let second = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!((second.written, second.errors, second.skipped), (1, 0, 1));
+    let records = read_records(&options.run_dir).expect("records");
+    assert_eq!(
+        records.len(),
+        2,
+        "the retried record replaces the failed one"
+    );
+    assert!(records
+        .iter()
+        .find(|r| r.condition == "pal")
+        .is_some_and(|r| r.correct && r.error.is_none()));
+}
+
+#[tokio::test]
+async fn multi_query_groups_share_sleep_time_and_keep_text_out_of_the_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = common::spec(common::write_dataset(dir.path()));
+    spec.ks = vec![1];
+    spec.samples = 0;
+    spec.cold_problems = 0;
+    spec.multi_query = Some(MultiQuerySpec {
+        extra: 5,
+        per_call: 5,
+        max_calls: 1,
+        verify_samples: 3,
+        temperature: 0.7,
+    });
+    let model = common::scripted();
+    let mut options = common::options(dir.path(), "mq");
+    options.limit = Some(2);
+    let summary = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!(summary.errors, 0);
+
+    let mq: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(options.run_dir.join("multiquery.json")).expect("multiquery.json"),
+    )
+    .expect("json");
+    assert_eq!(mq["contexts"][0]["proposed"], 3);
+    assert_eq!(
+        mq["contexts"][0]["verified"], 2,
+        "the pair whose answer the verifiers reject is dropped"
+    );
+    assert_eq!(mq["contexts"][0]["kept_ids"][0], "1/q1");
+    assert_eq!(mq["provenance"]["generator_model"], "scripted");
+    assert_eq!(mq["provenance"]["spec"]["verify_samples"], 3);
+    assert!(mq["provenance"]["prompt_sha256"]
+        .as_str()
+        .is_some_and(|s| s.len() == 64));
+
+    let records = read_records(&options.run_dir).expect("records");
+    let m = by_key(&records);
+    let q1 = get(&m, "1/q1", "baseline/v4");
+    assert_eq!(
+        (q1.context_id.as_str(), q1.question_index, q1.gold),
+        ("1", 1, 12.0)
+    );
+    assert_eq!(get(&m, "1/q2", "rethink/k1/full/v0").gold, 36.0);
+    // One sleep run per context, whatever the number of its questions.
+    assert_eq!(sleep_runs(&model, "New situation: Tom"), 1);
+    let manifest = read_manifest(&options.run_dir).expect("manifest");
+    assert_eq!(manifest.problem_ids.len(), 6);
+    for file in ["results.jsonl", "manifest.json", "multiquery.json"] {
+        let text = std::fs::read_to_string(options.run_dir.join(file)).expect("read");
+        for word in common::DATASET_WORDS.iter().chain(&["How many boxes"]) {
+            assert!(!text.contains(word), "{file} contains text {word:?}");
+        }
+    }
+    // The generated text is in the cache folder, with its provenance.
+    let cached = options
+        .cache_dir
+        .join("multiquery")
+        .read_dir()
+        .expect("cache")
+        .count();
+    assert_eq!(cached, 2);
+
+    // A second invocation reuses the stored sets: no generation call.
+    let generations = |m: &sleeptime_model::scripted::ScriptedBackend| {
+        m.calls()
+            .iter()
+            .filter(|c| c.messages[0].content.contains("You write new questions"))
+            .count()
+    };
+    let before = generations(&model);
+    run(&spec, common::backends(&model), &options)
+        .await
+        .expect("rerun");
+    assert_eq!(generations(&model), before);
+}
+
+#[test]
+fn generated_pairs_parse_leniently() {
+    use sleeptime_bench::multiquery::parse_pairs;
+    let text = "Here are the questions:\n1. **Q:** How many boxes are there\nin total?\n**A:** There are\n12 * 1 = 12 boxes.\n#### 12\n\n2) Q: What is the weight?\nA: 3 * 4 = 12\n#### $1,200\nQ: No answer here?\nA: none\nQ: How many boxes are there in total?\nA: #### 13\n";
+    let pairs = parse_pairs(text);
+    assert_eq!(
+        pairs,
+        vec![
+            ("How many boxes are there in total?".to_owned(), 12.0),
+            ("What is the weight?".to_owned(), 1200.0)
+        ]
+    );
+}
