@@ -11,7 +11,7 @@ use sleeptime_bench::datasets::symbolic::{
 use sleeptime_bench::datasets::{parse_gsm_answer, DatasetKind, SplitMode};
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"), PathBuf::from)
 }
 
 fn templates() -> PathBuf {
