@@ -177,6 +177,7 @@ impl SleepProgram for AidedProgram {
         let mut messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
         let mut source = Source::default();
         let mut failing = Vec::new();
+        let mut doc = LearnedDocument::default();
         for round in 0..=self.config.repair_rounds {
             stats.steps += 1;
             progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
@@ -186,7 +187,8 @@ impl SleepProgram for AidedProgram {
             stats.usage += completion.usage;
             source.merge(&completion.text);
             stats.rewrites += 1;
-            let (_, errors) = document(&source.text(), context.text());
+            let (round_doc, errors) = document(&source.text(), context.text());
+            doc = round_doc;
             progress.event(SleepEvent::StepFinished {
                 draft: draft_index,
                 step: stats.steps,
@@ -205,7 +207,6 @@ impl SleepProgram for AidedProgram {
             )));
         }
         stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
-        let (mut doc, _) = document(&source.text(), context.text());
         if !failing.is_empty() {
             doc.notes.push(format!("{} quantities could not be computed and were dropped", failing.len()));
         }
