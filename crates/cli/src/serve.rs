@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Most memory rewrites per draft.
     #[arg(long, default_value_t = 10)]
     pub max_rethinks: u32,
+    /// Re-learn a context once its newest learned context is this many hours old (e.g. after
+    /// changing the model or the sleep program); fractions allowed. Default: never.
+    #[arg(long, value_name = "HOURS")]
+    pub relearn_hours: Option<f64>,
 }
 
 pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
@@ -87,6 +91,13 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     config.scheduler.concurrency = args.concurrency.max(1);
     config.scheduler.context_budget_tokens = args.context_budget;
     config.scheduler.global_budget_tokens = args.global_budget;
+    config.scheduler.relearn_every = match args.relearn_hours {
+        None => None,
+        Some(h) => match Duration::try_from_secs_f64(h * 3600.0) {
+            Ok(d) if d >= Duration::from_secs(1) => Some(d),
+            _ => bail!("--relearn-hours must be a positive number of hours (at least one second), got {h}"),
+        },
+    };
     config.sleep.k = args.k.max(1);
     config.sleep.max_rethinks = args.max_rethinks;
 

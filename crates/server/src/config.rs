@@ -74,6 +74,10 @@ pub struct SchedulerConfig {
     pub budget_window: Duration,
     /// On shutdown, how long running jobs may take to finish before they are parked.
     pub shutdown_grace: Duration,
+    /// Re-learn a context (a fresh sample of its `c'`, e.g. after the sleep program or the
+    /// model changed) once its newest ready learned context is older than this; at most one
+    /// such job per context per period, whatever its outcome. `None`: never.
+    pub relearn_every: Option<Duration>,
 }
 
 impl Default for SchedulerConfig {
@@ -90,6 +94,7 @@ impl Default for SchedulerConfig {
             global_budget_tokens: None,
             budget_window: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(10),
+            relearn_every: None,
         }
     }
 }

@@ -12,7 +12,9 @@ use sleeptime_core::{
     SleepBudget, SleepEvent, SleepProgress, Verbosity,
 };
 use sleeptime_model::{ModelErrorKind, Usage};
-use sleeptime_store::{now_ms, ClaimedJob, NewLearned, StoreError, TokenUsage, UsageEntry, UsageKind};
+use sleeptime_store::{
+    now_ms, ClaimedJob, Enqueue, JobTrigger, NewLearned, StoreError, TokenUsage, UsageEntry, UsageKind,
+};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
@@ -38,6 +40,47 @@ pub(crate) fn answer_config(verbosity: u8, budget: u32) -> AnswerConfig {
     }
 }
 
+/// Contexts looked at per query of a re-learning pass.
+const RELEARN_BATCH: u32 = 100;
+
+/// How often to look for contexts due for re-learning: often enough that a context is at
+/// most a quarter period late, and never more than once a minute (nor in a tight loop).
+fn relearn_interval(every: Duration) -> Duration {
+    (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(60))
+}
+
+/// Enqueue re-learning for the contexts whose learned context is older than `every`.
+async fn relearn_pass(state: &AppState, every: Duration) {
+    let learned_before = now_ms() - millis(every);
+    loop {
+        let due = match state.store.relearn_due(learned_before, RELEARN_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for contexts to re-learn failed");
+                return;
+            }
+        };
+        let mut enqueued = 0;
+        for context in &due {
+            let sleep = Enqueue { due_at: now_ms(), trigger: JobTrigger::Schedule, max_attempts: state.config.scheduler.max_attempts };
+            match state.store.enqueue_relearn(context, learned_before, sleep).await {
+                Ok(Some(job)) => {
+                    enqueued += 1;
+                    tracing::info!(job = %job.id, context = %job.context_id, "scheduled re-learning");
+                    state.emit(&job.id, &job.context_id, &job.tenant_id, "queued", json!({"due_at": job.due_at / 1000, "trigger": "schedule"}));
+                }
+                // Another process got there first, or the context changed.
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, context = %context.context_id, "enqueueing re-learning failed"),
+            }
+        }
+        // A full batch may hide more; stop when one brings nothing new, so errors cannot spin.
+        if due.len() < RELEARN_BATCH as usize || enqueued == 0 {
+            return;
+        }
+    }
+}
+
 /// Run the scheduler until shutdown, then let running jobs finish within the grace period
 /// and park (release) the rest.
 pub async fn run(state: Arc<AppState>) {
@@ -45,12 +88,27 @@ pub async fn run(state: Arc<AppState>) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let mut shutdown = state.shutdown.clone();
     let mut tasks = JoinSet::new();
-    tracing::info!(concurrency = cfg.concurrency, idle_s = cfg.idle.as_secs_f64(), "sleep scheduler started");
+    // Subscribed before the first claim, so a job another process enqueues from here on
+    // either is claimed below or wakes the wait.
+    let mut queue_changed = state.store.queue_signal();
+    let mut next_relearn = Instant::now();
+    tracing::info!(
+        concurrency = cfg.concurrency,
+        idle_s = cfg.idle.as_secs_f64(),
+        relearn_every_s = cfg.relearn_every.map(|d| d.as_secs_f64()),
+        "sleep scheduler started"
+    );
     loop {
         if *shutdown.borrow() {
             break;
         }
         while tasks.try_join_next().is_some() {}
+        if let Some(every) = cfg.relearn_every {
+            if Instant::now() >= next_relearn {
+                relearn_pass(&state, every).await;
+                next_relearn = Instant::now() + relearn_interval(every);
+            }
+        }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
@@ -70,14 +128,19 @@ pub async fn run(state: Arc<AppState>) {
                 drop(permit);
             }
         }
-        let wait = match state.store.next_wakeup().await {
+        let mut wait = match state.store.next_wakeup().await {
             Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(cfg.poll),
             _ => cfg.poll,
+        };
+        if cfg.relearn_every.is_some() {
+            wait = wait.min(next_relearn.saturating_duration_since(Instant::now()));
         }
-        .max(Duration::from_millis(20));
+        let wait = wait.max(Duration::from_millis(20));
+        // The poll stays as the fallback for a lost notification or a store that cannot tell.
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = state.wake.notified() => {}
+            () = queue_changed.changed() => {}
             _ = shutdown.changed() => break,
         }
     }

@@ -32,7 +32,8 @@ pub struct AppState {
     pub gate: Arc<QueryGate>,
     pub metrics: Metrics,
     pub events: broadcast::Sender<JobEvent>,
-    /// Wakes the scheduler when a job may have become due.
+    /// Wakes this process's scheduler when a job may have become due (schedulers in other
+    /// processes hear it through the store's [`Store::queue_signal`]).
     pub wake: Notify,
     /// Cancel switches of the jobs running in this process: job id -> (context id, switch).
     pub running: Mutex<HashMap<String, (String, Arc<Notify>)>>,

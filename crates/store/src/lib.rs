@@ -14,7 +14,10 @@
 //!   half-written or stale `c'` is never visible as current;
 //! - a job is claimed with a lease; a worker that dies stops heart-beating, the lease expires
 //!   and another claim takes the job over with a new claim token, and the dead worker's late
-//!   finish is refused ([`StoreError::LeaseLost`]), so no job is lost or completes twice.
+//!   finish is refused ([`StoreError::LeaseLost`]), so no job is lost or completes twice;
+//! - on PostgreSQL, every transaction that creates a pending job or makes one due earlier
+//!   also notifies the `sleeptime_jobs` channel, and [`Store::queue_signal`] wakes the
+//!   schedulers of every process sharing the database (the poll stays as the fallback).
 
 mod sql;
 mod types;
@@ -22,6 +25,7 @@ mod types;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 pub use sql::SqlStore;
 pub use types::*;
@@ -60,6 +64,46 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A subscription to "the job queue may have changed" signals from other processes sharing
+/// the store (see [`Store::queue_signal`]). Each subscription remembers whether a signal came
+/// since its last wait, so none is lost between two waits.
+#[derive(Debug, Clone)]
+pub struct QueueSignal {
+    rx: Option<watch::Receiver<u64>>,
+}
+
+impl QueueSignal {
+    /// A signal that never fires (stores that cannot tell: callers keep polling).
+    pub fn never() -> Self {
+        Self { rx: None }
+    }
+
+    pub(crate) fn from_receiver(mut rx: watch::Receiver<u64>) -> Self {
+        // Only signals after subscribing count.
+        rx.mark_unchanged();
+        Self { rx: Some(rx) }
+    }
+
+    /// Return once a signal has come since the last call (or since subscribing). Never
+    /// returns when the store cannot tell, or once its listener has stopped for good.
+    pub async fn changed(&mut self) {
+        if let Some(rx) = &mut self.rx {
+            if rx.changed().await.is_ok() {
+                return;
+            }
+            self.rx = None;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A context, named by its tenant and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContextRef {
+    pub tenant_id: String,
+    pub context_id: String,
+}
 
 /// Persistence of everything the service keeps. All methods that take a `tenant_id` only see
 /// that tenant's rows; a row of another tenant is [`StoreError::NotFound`].
@@ -146,6 +190,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The earliest due time of a pending job or lease expiry of a running one.
     async fn next_wakeup(&self) -> StoreResult<Option<i64>>;
     async fn queue_depth(&self) -> StoreResult<QueueDepth>;
+    /// Subscribe to signals that another process (or this one) created a pending job or made
+    /// one due earlier. The default never fires: a store only one process uses (SQLite) has
+    /// nothing to tell, and callers keep polling [`Store::next_wakeup`] either way.
+    fn queue_signal(&self) -> QueueSignal {
+        QueueSignal::never()
+    }
+
+    // ---- scheduled re-learning ----
+
+    /// Up to `limit` contexts due for re-learning: their newest ready learned context (of
+    /// the current version) was written before `learned_before` (ms since the epoch: now
+    /// minus the period), they have no pending or running job, and no job of theirs was
+    /// created since `learned_before` (so a failed re-learn, e.g. on a spent budget, waits
+    /// for the next period). Contexts never learned are left to the idle trigger. Oldest
+    /// learned first.
+    async fn relearn_due(&self, learned_before: i64, limit: u32) -> StoreResult<Vec<ContextRef>>;
+    /// Enqueue a fresh sleep job for `context` if it is still due for re-learning (the same
+    /// test as [`Store::relearn_due`], made again under the context's row lock, so processes
+    /// racing on one candidate create one job). `None` when it is no longer due.
+    async fn enqueue_relearn(
+        &self,
+        context: &ContextRef,
+        learned_before: i64,
+        sleep: Enqueue,
+    ) -> StoreResult<Option<JobRecord>>;
 
     // ---- usage ledger ----
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::postgres::PgListener;
 use sqlx::{AnyPool, Row};
+use tokio::sync::watch;
 
 use crate::*;
 
@@ -23,7 +25,21 @@ enum Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// Bumped by the PostgreSQL listener task on each job notification; `None` on SQLite.
+    /// The task stops once every clone of this (and every [`QueueSignal`]) is dropped.
+    queue_changes: Option<watch::Receiver<u64>>,
 }
+
+/// The PostgreSQL channel notified when a pending job is created or made due earlier.
+const JOBS_CHANNEL: &str = "sleeptime_jobs";
+
+/// The test for "due for re-learning" on a context `c`; `$1` is the `learned_before` cutoff.
+const RELEARN_DUE: &str = "EXISTS (SELECT 1 FROM learned_contexts l
+        WHERE l.context_id = c.id AND l.context_version = c.version AND l.status = 'ready')
+    AND NOT EXISTS (SELECT 1 FROM learned_contexts l
+        WHERE l.context_id = c.id AND l.context_version = c.version AND l.status = 'ready' AND l.created_at >= $1)
+    AND NOT EXISTS (SELECT 1 FROM sleep_jobs j
+        WHERE j.context_id = c.id AND (j.status IN ('pending', 'running') OR j.created_at >= $1))";
 
 /// Schema migrations, applied in order, each once.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -292,7 +308,11 @@ impl SqlStore {
                 AnyPoolOptions::new().max_connections(max_connections.max(2)).connect(url).await?
             }
         };
-        let store = Self { pool, dialect };
+        let queue_changes = match dialect {
+            Dialect::Postgres => Some(start_listener(url).await),
+            Dialect::Sqlite => None,
+        };
+        let store = Self { pool, dialect, queue_changes };
         store.migrate().await?;
         Ok(store)
     }
@@ -368,6 +388,15 @@ impl SqlStore {
 
     async fn begin(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Tell the other processes' schedulers that the queue changed. PostgreSQL delivers the
+    /// notification when (and only if) `tx` commits; SQLite has no other processes.
+    async fn notify_jobs(&self, tx: &mut Tx) -> StoreResult<()> {
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Read and row-lock (on PostgreSQL) a context in a transaction.
@@ -465,6 +494,76 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
+    }
+}
+
+/// Start listening on [`JOBS_CHANNEL`]. The first connection is made before returning, so a
+/// store that is connected hears every later commit; if it fails, the background task keeps
+/// trying (the scheduler polls meanwhile).
+async fn start_listener(url: &str) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    let first = match listen(url).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for job notifications; polling until it can");
+            None
+        }
+    };
+    tokio::spawn(listen_loop(url.to_owned(), first, tx));
+    rx
+}
+
+async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen(JOBS_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Bump `tx` on every notification, and after every reconnect (notifications sent while
+/// disconnected are lost, so waiters should look at the queue). Reconnects with backoff;
+/// stops when nobody holds a receiver.
+async fn listen_loop(url: String, mut listener: Option<PgListener>, tx: watch::Sender<u64>) {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let bump = |n: &mut u64| *n = n.wrapping_add(1);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        if listener.is_none() {
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = tx.closed() => return,
+            }
+            match listen(&url).await {
+                Ok(l) => {
+                    tracing::info!("listening for job notifications again");
+                    listener = Some(l);
+                    backoff = FIRST_BACKOFF;
+                    tx.send_modify(bump);
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "cannot listen for job notifications; polling meanwhile");
+                    continue;
+                }
+            }
+        }
+        let Some(l) = listener.as_mut() else { continue };
+        let received = tokio::select! {
+            r = l.try_recv() => r,
+            () = tx.closed() => return,
+        };
+        match received {
+            Ok(Some(_)) => tx.send_modify(bump),
+            Ok(None) => {
+                // The connection dropped and `try_recv` has already reconnected and listens again.
+                tracing::warn!("the job notification connection dropped and was re-established");
+                tx.send_modify(bump);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs_f64(), "lost the job notification connection; reconnecting");
+                listener = None;
+            }
+        }
     }
 }
 
@@ -575,6 +674,9 @@ impl Store for SqlStore {
             Some(s) => Some(self.insert_job(&mut tx, &ctx, s, now).await?),
             None => None,
         };
+        if job.is_some() {
+            self.notify_jobs(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(ContextChange { context: ctx, job, superseded: Vec::new() })
     }
@@ -663,6 +765,9 @@ impl Store for SqlStore {
             Some(s) => Some(self.insert_job(&mut tx, &ctx, s, now).await?),
             None => None,
         };
+        if job.is_some() {
+            self.notify_jobs(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(ContextChange { context: ctx, job, superseded })
     }
@@ -778,10 +883,15 @@ impl Store for SqlStore {
                 .bind(&job.id)
                 .fetch_one(&mut *tx)
                 .await?;
+                self.notify_jobs(&mut tx).await?;
                 job_from_row(&row)?
             }
             Some(job) => job,
-            None => self.insert_job(&mut tx, &ctx, &sleep, now).await?,
+            None => {
+                let job = self.insert_job(&mut tx, &ctx, &sleep, now).await?;
+                self.notify_jobs(&mut tx).await?;
+                job
+            }
         };
         tx.commit().await?;
         Ok(job)
@@ -985,6 +1095,9 @@ impl Store for SqlStore {
             };
             self.insert_usage(&mut tx, &entry).await?;
         }
+        if retry.is_some() {
+            self.notify_jobs(&mut tx).await?;
+        }
         let job = job_from_row(&row)?;
         tx.commit().await?;
         Ok(job)
@@ -992,6 +1105,7 @@ impl Store for SqlStore {
 
     async fn release_job(&self, lease: &JobLease) -> StoreResult<()> {
         let now = now_ms();
+        let mut tx = self.begin().await?;
         let result = sqlx::query(
             "UPDATE sleep_jobs SET status = 'pending', claim_token = NULL, lease_until = NULL, due_at = $1, updated_at = $1,
                  attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
@@ -1000,13 +1114,15 @@ impl Store for SqlStore {
         .bind(now)
         .bind(&lease.job_id)
         .bind(&lease.token)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        if result.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::LeaseLost)
+        if result.rows_affected() != 1 {
+            return Err(StoreError::LeaseLost);
         }
+        // Another process may run it now rather than after this one restarts.
+        self.notify_jobs(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn next_wakeup(&self) -> StoreResult<Option<i64>> {
@@ -1029,6 +1145,48 @@ impl Store for SqlStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(QueueDepth { pending: row.try_get("pending")?, due: row.try_get("due")?, running: row.try_get("running")? })
+    }
+
+    fn queue_signal(&self) -> QueueSignal {
+        self.queue_changes.clone().map_or_else(QueueSignal::never, QueueSignal::from_receiver)
+    }
+
+    async fn relearn_due(&self, learned_before: i64, limit: u32) -> StoreResult<Vec<ContextRef>> {
+        // A scan of the contexts table; it runs once per scheduler pass, not per request.
+        let rows = sqlx::query(&format!(
+            "SELECT c.id AS id, c.tenant_id AS tenant_id FROM contexts c WHERE {RELEARN_DUE}
+             ORDER BY (SELECT MAX(l.created_at) FROM learned_contexts l WHERE l.context_id = c.id AND l.status = 'ready'), c.id
+             LIMIT $2"
+        ))
+        .bind(learned_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(ContextRef { tenant_id: r.try_get("tenant_id")?, context_id: r.try_get("id")? }))
+            .collect()
+    }
+
+    async fn enqueue_relearn(&self, context: &ContextRef, learned_before: i64, sleep: Enqueue) -> StoreResult<Option<JobRecord>> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        let ctx = match self.lock_context(&mut tx, Some(&context.tenant_id), &context.context_id).await {
+            Ok(ctx) => ctx,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let due = sqlx::query(&format!("SELECT c.id AS id FROM contexts c WHERE c.id = $2 AND {RELEARN_DUE}"))
+            .bind(learned_before)
+            .bind(&ctx.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if due.is_none() {
+            return Ok(None);
+        }
+        let job = self.insert_job(&mut tx, &ctx, &sleep, now).await?;
+        self.notify_jobs(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(job))
     }
 
     async fn record_usage(&self, entry: UsageEntry) -> StoreResult<()> {

@@ -381,6 +381,143 @@ async fn usage_ledger_totals(store: SqlStore) {
     assert_eq!(future, UsageTotals::default());
 }
 
+/// Learn `c` now: run its pending job to completion.
+async fn learn_now(store: &SqlStore, hash: &str) -> LearnedRecord {
+    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("a job");
+    store.finish_job(&claimed.lease, learned(hash, "notes", 10)).await.expect("finish")
+}
+
+/// Let the millisecond clock move on, so "before" and "since" cutoffs are unambiguous.
+async fn tick() {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+async fn relearn_once_per_period(store: SqlStore) {
+    let t = tenant(&store, "t").await;
+    let schedule = || Enqueue { due_at: now_ms(), trigger: JobTrigger::Schedule, max_attempts: 3 };
+    let older = store.create_context(&t, NewContext { name: None, body: text("older") }, Some(now_due())).await.expect("create");
+    learn_now(&store, &older.context.hash).await;
+    tick().await;
+    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
+    let rec = learn_now(&store, &c.context.hash).await;
+    // Never learned, or with work pending: never due (the idle trigger owns them).
+    store.create_context(&t, NewContext { name: None, body: text("never learned") }, None).await.expect("create");
+    store.create_context(&t, NewContext { name: None, body: text("pending") }, Some(due_in(60_000))).await.expect("create");
+    tick().await;
+    let me = ContextRef { tenant_id: t.clone(), context_id: c.context.id.clone() };
+    let older_ref = ContextRef { tenant_id: t.clone(), context_id: older.context.id.clone() };
+
+    // Learned at or after the cutoff: fresh, not due.
+    assert_eq!(store.relearn_due(rec.created_at, 10).await.expect("due"), vec![older_ref.clone()]);
+    // Once the period has passed: due, oldest learned first, `limit` respected.
+    let cutoff = now_ms();
+    assert_eq!(store.relearn_due(cutoff, 10).await.expect("due"), vec![older_ref.clone(), me.clone()]);
+    assert_eq!(store.relearn_due(cutoff, 1).await.expect("due"), vec![older_ref.clone()]);
+    // Another tenant's name for it enqueues nothing.
+    let other = ContextRef { tenant_id: tenant(&store, "o").await, context_id: c.context.id.clone() };
+    assert!(store.enqueue_relearn(&other, cutoff, schedule()).await.expect("other").is_none());
+
+    let job = store.enqueue_relearn(&me, cutoff, schedule()).await.expect("enqueue").expect("a job");
+    assert_eq!((job.status, job.trigger, job.context_version), (JobStatus::Pending, JobTrigger::Schedule, 1));
+    // Its job is active: not due again, and a second (racing) enqueue creates nothing.
+    assert_eq!(store.relearn_due(cutoff, 10).await.expect("due"), vec![older_ref.clone()]);
+    assert!(store.enqueue_relearn(&me, cutoff, schedule()).await.expect("again").is_none());
+
+    // The re-learn fails for good (e.g. budget spent): the context waits a whole period.
+    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
+    assert_eq!(claimed.job.id, job.id);
+    store.fail_job(&claimed.lease, "sleep-time token budget exhausted", TokenUsage::default(), None).await.expect("fail");
+    tick().await;
+    assert!(!store.relearn_due(job.created_at, 10).await.expect("due").contains(&me), "a job created in the period blocks it");
+    assert!(store.enqueue_relearn(&me, job.created_at, schedule()).await.expect("blocked").is_none());
+    assert!(store.relearn_due(job.created_at + 1, 10).await.expect("due").contains(&me), "due again the next period");
+
+    // A successful re-learn makes a new c' of the same version, fresh for a period.
+    let job = store.enqueue_relearn(&me, now_ms(), schedule()).await.expect("enqueue").expect("a job");
+    let rec2 = learn_now(&store, &c.context.hash).await;
+    assert_eq!((rec2.version, rec2.context_version, rec2.job_id.as_deref()), (2, 1, Some(job.id.as_str())));
+    tick().await;
+    assert!(!store.relearn_due(rec2.created_at, 10).await.expect("due").contains(&me));
+
+    // A new version without a c' yet is not re-learned (its stale c' does not count).
+    let upd = ContextUpdate { change: ContextChangeKind::Append(text("more")), name: None, if_version: None };
+    store.update_context(&t, &c.context.id, upd, None).await.expect("update");
+    tick().await;
+    assert_eq!(store.relearn_due(now_ms(), 10).await.expect("due"), vec![older_ref.clone()]);
+    assert!(store.enqueue_relearn(&me, now_ms(), schedule()).await.expect("stale").is_none());
+}
+
+/// On SQLite the queue has one process: the signal never fires, and callers keep polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_queue_signal_never_fires() {
+    let (store, _dir) = sqlite().await.expect("sqlite");
+    let mut signal = store.queue_signal();
+    let t = tenant(&store, "t").await;
+    store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
+    assert!(tokio::time::timeout(Duration::from_millis(200), signal.changed()).await.is_err());
+}
+
+/// Two stores on one PostgreSQL database stand for two processes: what one commits to the
+/// queue wakes a waiter on the other, also after the listening connection was killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notify_wakes_another_process() {
+    use sqlx::{Connection, Row};
+    let Some(url) = postgres_url() else {
+        eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let db = fresh_postgres_database(&url).await.expect("create test database");
+    let a = SqlStore::connect(&db, 4).await.expect("connect a");
+    let b = SqlStore::connect(&db, 4).await.expect("connect b");
+    let mut signal = b.queue_signal();
+    // Generous: a notification normally arrives in milliseconds.
+    let woken = Duration::from_secs(10);
+    let quiet = Duration::from_millis(300);
+    let t = tenant(&a, "t").await;
+
+    // No job, nothing to tell.
+    let c = a.create_context(&t, NewContext { name: None, body: text("ctx") }, None).await.expect("create");
+    assert!(tokio::time::timeout(quiet, signal.changed()).await.is_err(), "woken without a job");
+    // A new pending job (even one due later: the waiter learns the new earliest due time).
+    let upd = ContextUpdate { change: ContextChangeKind::Append(text("more")), name: None, if_version: None };
+    a.update_context(&t, &c.context.id, upd, Some(due_in(60_000))).await.expect("update");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken by update_context with a job");
+    // Made due earlier.
+    let manual = Enqueue { due_at: now_ms(), trigger: JobTrigger::Manual, max_attempts: 3 };
+    a.enqueue_job(&t, &c.context.id, manual.clone()).await.expect("enqueue");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken by enqueue_job");
+    // Reusing a job that is already due changes nothing.
+    a.enqueue_job(&t, &c.context.id, manual).await.expect("enqueue again");
+    assert!(tokio::time::timeout(quiet, signal.changed()).await.is_err(), "woken by a no-op enqueue");
+    // A retry and a release put jobs back.
+    let claimed = a.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
+    a.fail_job(&claimed.lease, "model timed out", TokenUsage::default(), Some(now_ms())).await.expect("fail");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken by a retry");
+    let claimed = a.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
+    a.release_job(&claimed.lease).await.expect("release");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken by a release");
+    a.create_context(&t, NewContext { name: None, body: text("second") }, Some(now_due())).await.expect("create");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken by create_context with a job");
+
+    // Kill the listening connections: the listener reconnects (and wakes its waiters, since
+    // notifications may have been missed), then hears commits again.
+    let mut admin = sqlx::AnyConnection::connect(&db).await.expect("admin connection");
+    let killed: i64 = sqlx::query(
+        "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate listeners")
+    .try_get("n")
+    .expect("n");
+    assert!(killed >= 2, "both stores listen: {killed}");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken after reconnecting");
+    a.create_context(&t, NewContext { name: None, body: text("third") }, Some(now_due())).await.expect("create");
+    tokio::time::timeout(woken, signal.changed()).await.expect("woken after the connection was re-established");
+    admin.close().await.expect("close");
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -406,6 +543,7 @@ macro_rules! suite {
             case!(fail_retry_and_release);
             case!(manual_trigger_reuses_active_job);
             case!(usage_ledger_totals);
+            case!(relearn_once_per_period);
         }
     };
 }
