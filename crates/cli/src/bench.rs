@@ -20,6 +20,9 @@ pub enum BenchCommand {
     Report(ReportArgs),
     /// List the presets of the committed runs.
     Presets,
+    /// Measure the service's query latency idle vs under continuous background sleep work
+    /// (p50/p95/p99), with and without preemption of sleep generations.
+    Latency(crate::latency::LatencyArgs),
 }
 
 /// Builds the run's model from the global flags, and other models (Multi-Query generator,
@@ -63,6 +66,7 @@ pub async fn run(backend: &BackendArgs, cmd: BenchCommand) -> Result<()> {
             print!("{}", sleeptime_bench::cli::presets_text());
             Ok(())
         }
+        BenchCommand::Latency(args) => crate::latency::run(backend, args).await,
     }
 }
 

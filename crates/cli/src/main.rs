@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod demo;
 mod demo_contexts;
+mod latency;
 mod progress;
 mod serve;
 

@@ -21,6 +21,7 @@ Rules:
 - One definition per line: name = expression  # what it means
 - First give every number stated in the situation its own name.
 - Then derive every useful quantity step by step from names defined above: totals, differences, rates, per-unit values, percentages, combined amounts, remaining amounts.
+- Keep units consistent: when numbers come in different units (feet and inches, hours and minutes, dollars and cents), first define converted quantities, and put the unit in each name (e.g. length_in = length_ft * 12).
 - Write only expressions. Never write the result of a calculation: the computer computes every value.
 - Use only numbers, names, + - * / ( ), min, max and round. No other code, no print, no prose.
 - Finally list the 3 to 5 questions someone is most likely to ask, one per line, as: # Q: <question> -> <name that answers it>
@@ -161,7 +162,7 @@ fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
 #[async_trait]
 impl SleepProgram for AidedProgram {
     fn id(&self) -> ProgramRef {
-        ProgramRef { name: "aided".into(), version: 1, params: format!("repair_rounds={}", self.config.repair_rounds) }
+        ProgramRef { name: "aided".into(), version: 2, params: format!("repair_rounds={}", self.config.repair_rounds) }
     }
 
     async fn run(

@@ -154,6 +154,8 @@ impl std::fmt::Debug for Worker<'_> {
 struct EvalStats {
     /// Tokens not evaluated because the KV cache already held them.
     reused: usize,
+    /// The interrupt stopped prefill between batches (the rest is not evaluated).
+    interrupted: bool,
     /// Of those, tokens restored from a stored prefix state.
     restored: usize,
 }
@@ -221,6 +223,7 @@ impl Worker<'_> {
         tokens: &[LlamaToken],
         reuse_limit: usize,
         logits_from: usize,
+        interrupt: Option<&sleeptime_model::Interrupt>,
         on_logits: &mut dyn FnMut(usize, &[f32]),
     ) -> Result<EvalStats, ModelError> {
         let limit = reuse_limit.min(tokens.len());
@@ -257,7 +260,7 @@ impl Worker<'_> {
                     );
                     // The stored tokens are a prefix of `tokens`.
                     self.kv = tokens[..n].to_vec();
-                    stats = EvalStats { reused: n, restored: n };
+                    stats = EvalStats { reused: n, restored: n, interrupted: false };
                 }
                 Err(e) => {
                     tracing::warn!("restoring a prefix state failed ({e}); evaluating in full");
@@ -284,6 +287,11 @@ impl Worker<'_> {
         let start = self.kv.len();
         let last = tokens.len().saturating_sub(1);
         for (chunk_no, chunk) in tokens[start..].chunks(self.batch_size).enumerate() {
+            // Long prefills stop between batches too; what is evaluated stays in the cache.
+            if chunk_no > 0 && interrupt.is_some_and(sleeptime_model::Interrupt::is_triggered) {
+                stats.interrupted = true;
+                return Ok(stats);
+            }
             let first_pos = start + chunk_no * self.batch_size;
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
@@ -375,7 +383,7 @@ impl Worker<'_> {
         // Keep at least the last prompt token to evaluate: its logits pick the first reply token.
         // With reuse off (to measure a cold prefill) nothing comes from the cache.
         let reuse_limit = if request.reuse_prefix { tokens.len() - 1 } else { 0 };
-        let stats = self.eval(&tokens, reuse_limit, usize::MAX, &mut |_, _| {})?;
+        let stats = self.eval(&tokens, reuse_limit, usize::MAX, request.interrupt.as_ref(), &mut |_, _| {})?;
         usage.cached_prompt_tokens = stats.reused as u64;
         tracing::debug!(
             prompt = tokens.len(),
@@ -384,6 +392,17 @@ impl Worker<'_> {
             prefill_ms = started.elapsed().as_secs_f64() * 1e3,
             "prompt ready"
         );
+        if stats.interrupted {
+            let elapsed = started.elapsed();
+            return Ok(Completion {
+                text: String::new(),
+                tool_calls: Vec::new(),
+                finish_reason: FinishReason::Interrupted,
+                usage,
+                time_to_first_token: elapsed,
+                total_time: elapsed,
+            });
+        }
 
         let mut sampler = Self::sampler(request);
         let mut stops = StopScanner::new(&request.stop);
@@ -420,6 +439,10 @@ impl Worker<'_> {
             if generated >= u64::from(request.max_tokens) {
                 break;
             }
+            if request.interrupt.as_ref().is_some_and(sleeptime_model::Interrupt::is_triggered) {
+                finish = FinishReason::Interrupted;
+                break;
+            }
             self.batch.clear();
             let pos32 = i32::try_from(pos).map_err(|_| overflow("generation", pos, self.n_ctx))?;
             self.batch.add(token, pos32, &[SEQ], true).map_err(decode_error)?;
@@ -434,6 +457,9 @@ impl Worker<'_> {
 
         let text = match stop_at {
             Some(at) => text::valid_utf8_prefix(&bytes)[..at].to_owned(),
+            // A resumed request continues from this text, so it must not end inside a
+            // character; the cut bytes are generated again.
+            None if finish == FinishReason::Interrupted => text::valid_utf8_prefix(&bytes).to_owned(),
             // A reply cut by the token cap may end inside a character.
             None => String::from_utf8_lossy(&bytes).into_owned(),
         };
@@ -482,7 +508,7 @@ impl Worker<'_> {
         let mut sum = 0.0f64;
         let targets = tokens.clone();
         let logits_from = n_prefix - 1;
-        self.eval(&tokens, logits_from, logits_from, &mut |pos, logits| {
+        self.eval(&tokens, logits_from, logits_from, None, &mut |pos, logits| {
             if let Some(next) = targets.get(pos + 1) {
                 sum += log_softmax_at(logits, usize::try_from(next.0).unwrap_or(usize::MAX));
             }
@@ -528,7 +554,7 @@ impl Worker<'_> {
         }
 
         let started = Instant::now();
-        self.eval(&tokens, tokens.len(), usize::MAX, &mut |_, _| {})?;
+        self.eval(&tokens, tokens.len(), usize::MAX, None, &mut |_, _| {})?;
         let snapshot = self.ctx.state_seq_get(SEQ, LlamaStateSeqFlags::empty()).map_err(|e| {
             ModelError::backend(format!("snapshotting the prefix state failed: {e}"))
         })?;

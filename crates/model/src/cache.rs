@@ -76,7 +76,10 @@ impl ModelBackend for CachedBackend {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let completion = self.inner.complete(request).await?;
-        Self::write(&path, &completion);
+        // An interrupted reply is a fragment, not what this request yields.
+        if completion.finish_reason != crate::FinishReason::Interrupted {
+            Self::write(&path, &completion);
+        }
         Ok(completion)
     }
 

@@ -49,6 +49,10 @@ struct State {
     rules: Vec<Rule>,
     prefixes: Vec<Vec<String>>,
     calls: Vec<ChatRequest>,
+    /// Replies cut short by an interrupt, by rendered messages: a request with the same
+    /// messages whose `assistant_prefix` is the text so far continues them.
+    interrupted: Vec<(Vec<String>, String)>,
+    interruptions: usize,
 }
 
 /// A scripted, deterministic [`ModelBackend`].
@@ -58,6 +62,9 @@ pub struct ScriptedBackend {
     fallback: String,
     protocol: TextProtocol,
     delay: Duration,
+    token_delay: Duration,
+    /// Calls take turns, like one embedded model on one device.
+    device: Option<Arc<tokio::sync::Mutex<()>>>,
     context_window: u32,
 }
 
@@ -75,6 +82,8 @@ impl ScriptedBackend {
             fallback: "The answer is 0.".into(),
             protocol: TextProtocol::Tagged,
             delay: Duration::ZERO,
+            token_delay: Duration::ZERO,
+            device: None,
             context_window: 32_768,
         }
     }
@@ -108,6 +117,24 @@ impl ScriptedBackend {
         self
     }
 
+    /// Sleep this long per generated word, checking the request's interrupt between words
+    /// (to test preemption).
+    pub fn token_delay(mut self, delay: Duration) -> Self {
+        self.token_delay = delay;
+        self
+    }
+
+    /// Serve one call at a time, as an embedded model on one device does.
+    pub fn one_at_a_time(mut self) -> Self {
+        self.device = Some(Arc::default());
+        self
+    }
+
+    /// How many replies an interrupt has cut short.
+    pub fn interruptions(&self) -> usize {
+        self.lock().interruptions
+    }
+
     /// Context window in (word) tokens.
     pub fn context_window(mut self, tokens: u32) -> Self {
         self.context_window = tokens;
@@ -122,6 +149,33 @@ impl ScriptedBackend {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic in another test thread must not hide this one's calls.
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl ScriptedBackend {
+    /// With a per-word delay, "generate" `text` word by word; an interrupt between words
+    /// returns `Err` with the text so far (a byte prefix of `text`) and remembers the rest.
+    async fn generate_slowly(&self, request: &ChatRequest, rendered: &[String], text: String) -> Result<String, String> {
+        if self.token_delay.is_zero() {
+            return Ok(text);
+        }
+        let ends: Vec<usize> = text
+            .char_indices()
+            .filter(|&(i, c)| !c.is_whitespace() && text[i + c.len_utf8()..].chars().next().is_none_or(char::is_whitespace))
+            .map(|(i, c)| i + c.len_utf8())
+            .collect();
+        for &end in &ends {
+            tokio::time::sleep(self.token_delay).await;
+            if end < text.len() && request.interrupt.as_ref().is_some_and(crate::Interrupt::is_triggered) {
+                let prefix = request.assistant_prefix.as_deref().unwrap_or_default();
+                let mut state = self.lock();
+                state.interruptions += 1;
+                // The resumed request's prefix is the old prefix plus the partial text.
+                state.interrupted.push((rendered.to_vec(), format!("{prefix}{text}")));
+                return Err(text[..end].to_owned());
+            }
+        }
+        Ok(text)
     }
 }
 
@@ -158,6 +212,10 @@ impl ModelBackend for ScriptedBackend {
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ModelError> {
         let started = Instant::now();
+        let _device = match &self.device {
+            Some(d) => Some(d.clone().lock_owned().await),
+            None => None,
+        };
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -185,7 +243,13 @@ impl ModelBackend for ScriptedBackend {
                 .max()
                 .map(|n| request.messages[..n].iter().map(|m| word_tokens(&m.content)).sum())
                 .unwrap_or(0);
-            let reply = state
+            let resumed = request.assistant_prefix.as_deref().and_then(|prefix| {
+                let i = state.interrupted.iter().position(|(m, full)| *m == rendered && full.starts_with(prefix))?;
+                let (_, full) = state.interrupted.remove(i);
+                Some(Reply::Text(full[prefix.len()..].to_owned()))
+            });
+            let reply = resumed.or_else(|| {
+                state
                 .rules
                 .iter_mut()
                 .find(|r| haystack.contains(&r.needle))
@@ -194,6 +258,7 @@ impl ModelBackend for ScriptedBackend {
                     rule.served += 1;
                     rule.replies.get(i).cloned().unwrap_or(Reply::Text(String::new()))
                 })
+            })
                 .unwrap_or_else(|| Reply::Text(self.fallback.clone()));
             (reply, cached)
         };
@@ -209,7 +274,11 @@ impl ModelBackend for ScriptedBackend {
                     .min()
                     .map(|i| text[..i].to_owned());
                 let finish = if cut { FinishReason::Length } else { FinishReason::Stop };
-                (cut_at_stop.unwrap_or(text), Vec::new(), finish)
+                let text = cut_at_stop.unwrap_or(text);
+                match self.generate_slowly(request, &rendered, text).await {
+                    Ok(text) => (text, Vec::new(), finish),
+                    Err(partial) => (partial, Vec::new(), FinishReason::Interrupted),
+                }
             }
         };
         let completion_tokens = word_tokens(&text)

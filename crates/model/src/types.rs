@@ -99,6 +99,40 @@ pub struct ChatRequest {
     /// cold prefill costs.
     #[serde(default = "default_true")]
     pub reuse_prefix: bool,
+    /// Lets the caller stop generation early (sleep work yielding to a query). Backends that
+    /// honour it end with [`FinishReason::Interrupted`] and the text so far; the caller may
+    /// resume by sending that text as `assistant_prefix`. Not part of the request's identity.
+    #[serde(skip)]
+    pub interrupt: Option<Interrupt>,
+}
+
+/// A shared flag that asks a running generation to stop at the next token.
+///
+/// Compares equal to any other `Interrupt`: it changes when a reply ends, never what it says.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask generations holding this flag to stop.
+    pub fn trigger(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Clear the flag before a new generation.
+    pub fn reset(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_triggered(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl PartialEq for Interrupt {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 fn default_true() -> bool {
@@ -121,6 +155,7 @@ impl ChatRequest {
             thinking_budget: None,
             routing_key: None,
             reuse_prefix: true,
+            interrupt: None,
         }
     }
 
@@ -158,6 +193,8 @@ pub enum FinishReason {
     Length,
     /// The model called a tool.
     ToolCalls,
+    /// The request's [`Interrupt`] stopped generation; the text so far is returned.
+    Interrupted,
 }
 
 /// Tokens one call used. `cached_prompt_tokens` is the part of `prompt_tokens` served from a

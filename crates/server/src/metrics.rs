@@ -118,7 +118,7 @@ impl Metrics {
         lock(&self.job_duration).observe(seconds);
     }
 
-    pub fn render(&self, depth: Option<QueueDepth>, active_queries: usize, yields: u64) -> String {
+    pub fn render(&self, depth: Option<QueueDepth>, active_queries: usize, yields: u64, preemptions: u64) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -128,6 +128,12 @@ impl Metrics {
         counter(&mut out, "sleeptime_cached_prompt_tokens_total", "Query prompt tokens served from a prepared prefix.", self.cached_tokens.load(Ordering::Relaxed));
         counter(&mut out, "sleeptime_estimated_tokens_saved_total", "Estimated test-time completion tokens saved by learned contexts.", self.tokens_saved.load(Ordering::Relaxed));
         counter(&mut out, "sleeptime_sleep_yields_total", "Times sleep work waited for queries.", yields);
+        counter(
+            &mut out,
+            "sleeptime_sleep_preemptions_total",
+            "Times a query interrupted a sleep generation mid-call.",
+            preemptions,
+        );
         let _ = writeln!(out, "# HELP sleeptime_jobs_total Sleep jobs ended, by outcome.\n# TYPE sleeptime_jobs_total counter");
         for (outcome, c) in [("succeeded", &self.jobs_succeeded), ("failed", &self.jobs_failed), ("superseded", &self.jobs_superseded)] {
             let _ = writeln!(out, "sleeptime_jobs_total{{outcome=\"{outcome}\"}} {}", c.load(Ordering::Relaxed));

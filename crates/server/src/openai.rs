@@ -133,7 +133,8 @@ fn convert_messages(input: Vec<MessageIn>) -> Result<Vec<Message>, ApiError> {
 fn finish(reason: FinishReason) -> &'static str {
     match reason {
         FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
+        // Queries carry no interrupt; a cut-short reply reads as truncated.
+        FinishReason::Length | FinishReason::Interrupted => "length",
         FinishReason::ToolCalls => "tool_calls",
     }
 }

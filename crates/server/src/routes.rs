@@ -589,7 +589,13 @@ pub(crate) async fn ready(State(state): S) -> Response {
 
 pub(crate) async fn metrics(State(state): S) -> Response {
     let depth = state.store.queue_depth().await.ok();
-    let text = state.metrics.render(depth, state.gate.active(), state.gate.yields.load(std::sync::atomic::Ordering::Relaxed));
+    let gate = &state.gate;
+    let text = state.metrics.render(
+        depth,
+        gate.active(),
+        gate.yields.load(std::sync::atomic::Ordering::Relaxed),
+        gate.preemptions.load(std::sync::atomic::Ordering::Relaxed),
+    );
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
