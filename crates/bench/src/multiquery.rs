@@ -2,9 +2,11 @@
 //! that one sleep-time run is shared by several queries and its cost amortised.
 //!
 //! For each context a generator model writes question/answer pairs in the original's style
-//! (same situation, same difficulty, same number of steps, reasoning then `#### N`). A pair
-//! is kept only when an independent solve agrees: the majority of several full-reasoning
-//! samples at temperature > 0 must give its answer. The original question is always kept.
+//! (same situation, same difficulty, same number of steps, reasoning then `#### N`). As in
+//! the paper, its prompt holds the GSM-Symbolic template (when the problem has one), the
+//! instantiation and the original question with its worked answer. A pair is kept only
+//! when an independent solve agrees: the majority of several full-reasoning samples at
+//! temperature > 0 must give its answer. The original question is always kept.
 //!
 //! The generated text is derived from GSM-Symbolic (CC BY-NC-ND 4.0), so it is stored only
 //! under the (gitignored) cache folder; the run folder gets ids, counts and provenance.
@@ -19,28 +21,44 @@ use sleeptime_model::{ChatRequest, Message, ModelBackend};
 use crate::datasets::{parse_gsm_answer, Problem};
 use crate::spec::{Budget, MultiQuerySpec};
 
-/// Bumped when the generation prompt or parsing changes.
-pub const GENERATION_VERSION: u32 = 1;
+/// Bumped when the generation prompt or parsing changes; part of the cache key, so sets
+/// generated with an older prompt are not reused. 2: the prompt quotes the GSM-Symbolic
+/// template when the problem has one.
+pub const GENERATION_VERSION: u32 = 2;
+
+/// The label of the template block in the generation prompt.
+pub const TEMPLATE_LABEL: &str = "Template of the situation (names and numbers vary):";
 
 /// The generation prompt (our wording of the paper's Fig. 19).
 pub fn generation_system(n: usize) -> String {
     format!(
-        "You write new questions about a math word problem for a test. You are given a situation and one example question \
-about it with a worked answer. Write {n} new questions about the same situation. Each must be answerable from the \
-situation alone, be as hard as the example and need about the same number of reasoning steps. Answer each one the way \
-the example is answered: short reasoning with arithmetic, then a last line of the form #### <number>. \
+        "You write new questions about a math word problem for a test. You are given a situation, sometimes with the \
+template it was made from, and one example question about it with a worked answer. Write {n} new questions about \
+the same situation, with its own names and numbers. Each must be answerable from the situation alone, be as hard as \
+the example and need about the same number of reasoning steps. Answer each one the way the example is answered: \
+short reasoning with arithmetic, then a last line of the form #### <number>. \
 Do not number the questions. Write every pair exactly in this format:\n\
 Q: <question>\nA: <reasoning>\n#### <number>"
     )
 }
 
-fn generation_user(problem: &Problem) -> String {
+/// The user message of a generation request: the problem's template when it has one (see
+/// [`Problem::template`]), the situation (the instantiation's context), and the original
+/// question with its worked answer as the example.
+pub fn generation_user(problem: &Problem) -> String {
     let example = problem
         .solution
         .clone()
         .unwrap_or_else(|| format!("#### {}", problem.answer_text));
+    let template = problem
+        .template
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("{TEMPLATE_LABEL}\n{t}\n\n"))
+        .unwrap_or_default();
     format!(
-        "Situation: {}\n\nExample question: {}\nExample answer:\n{}",
+        "{template}Situation: {}\n\nExample question: {}\nExample answer:\n{}",
         problem.context.trim(),
         problem.question.trim(),
         example.trim()
@@ -261,11 +279,14 @@ pub async fn build_groups(
     let mut counts = Vec::new();
     for problem in problems {
         progress.set_message(format!("multi-query: generating for {}", problem.id));
+        let user = generation_user(problem);
         let mut h = Sha256::new();
+        h.update(GENERATION_VERSION.to_le_bytes());
         for part in [
             ginfo.fingerprint.as_str(),
             vinfo.fingerprint.as_str(),
             &system,
+            &user,
             &problem.id,
             &problem.context,
             &problem.question,
@@ -280,6 +301,7 @@ pub async fn build_groups(
         let set = match std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<GeneratedSet>(&b).ok())
+            .filter(|set| set.provenance.prompt_version == GENERATION_VERSION)
         {
             Some(set) => set,
             None => {
@@ -289,10 +311,7 @@ pub async fn build_groups(
                         break;
                     }
                     let request = ChatRequest::new(
-                        vec![
-                            Message::system(system.clone()),
-                            Message::user(generation_user(problem)),
-                        ],
+                        vec![Message::system(system.clone()), Message::user(user.clone())],
                         1536,
                     )
                     .with_sampling(

@@ -11,7 +11,10 @@ use sleeptime_bench::datasets::symbolic::{
 use sleeptime_bench::datasets::{parse_gsm_answer, DatasetKind, SplitMode};
 
 fn data() -> PathBuf {
-    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"), PathBuf::from)
+    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        PathBuf::from,
+    )
 }
 
 fn templates() -> PathBuf {
@@ -130,6 +133,40 @@ fn generate_is_reproducible_round_robin_and_split() {
             );
         }
         assert!(p.solution.as_deref().is_some_and(|s| s.contains("####")));
+    }
+}
+
+/// Generated problems carry the question text of the template they instantiate, as the
+/// template file writes it (`question_annotated` before `#init:`): it has `{var,default}`
+/// placeholders, the instantiation has none.
+#[test]
+fn generated_problems_carry_their_template() {
+    let placeholder =
+        regex::Regex::new(r"\{\s*\$?[A-Za-z_][A-Za-z0-9_]*\s*,[^{}]*\}").expect("regex");
+    for split in Split::ALL {
+        let g = Generator::load(templates(), split).expect("templates load");
+        let problems = g.generate(g.templates().len(), 5);
+        assert_eq!(problems.len(), g.templates().len(), "{split}");
+        for p in &problems {
+            let tid = p.template_id.as_deref().expect("template id");
+            let template = p
+                .template
+                .as_deref()
+                .unwrap_or_else(|| panic!("{}: no template", p.id));
+            let file = &g.template(tid).expect("template").path;
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(file).expect("read"))
+                    .expect("template JSON");
+            let annotated = json["question_annotated"].as_str().expect("annotated");
+            let end = annotated.find("#init:").expect("#init:");
+            assert_eq!(template, annotated[..end].trim(), "{}", p.id);
+            assert!(placeholder.is_match(template), "{}: {template}", p.id);
+            assert!(!template.contains("#init"), "{}", p.id);
+            for text in [&p.full_text, &p.context, &p.question] {
+                assert!(!placeholder.is_match(text), "{}: {text}", p.id);
+                assert!(!text.contains('{'), "{}: {text}", p.id);
+            }
+        }
     }
 }
 

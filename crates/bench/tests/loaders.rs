@@ -6,11 +6,14 @@ use std::path::PathBuf;
 
 use sleeptime_bench::datasets::{
     load_aime, load_gsm8k, load_gsm_p2, load_jsonl, sample_stratified, DatasetError, DatasetKind,
-    Split, SplitMode,
+    Problem, Split, SplitMode,
 };
 
 fn data() -> PathBuf {
-    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"), PathBuf::from)
+    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        PathBuf::from,
+    )
 }
 
 #[test]
@@ -102,12 +105,14 @@ fn gsm8k_test() {
     assert_eq!(p.answer, 18.0);
     assert!(p.question.ends_with('?'));
     assert!(d.problems.iter().all(|p| p.answer.fract() == 0.0));
+    assert!(d.problems.iter().all(|p| p.template.is_none()));
     // the generic loader reads the same file, with line-number ids
     let g = load_jsonl(data().join("gsm8k/test.jsonl"), SplitMode::Paper).expect("loads");
     assert_eq!(g.len(), 1319);
     assert_eq!(g.problems[0].id, "1");
     assert_eq!(g.problems[0].answer, 18.0);
     assert_eq!(g.problems[0].source, DatasetKind::Custom);
+    assert!(g.problems.iter().all(|p| p.template.is_none()));
 }
 
 #[test]
@@ -129,6 +134,7 @@ fn aime_2024_and_2025() {
         assert_eq!(d.problems[0].answer, first_answer, "{file}");
         for p in &d.problems {
             assert_eq!(p.source, kind);
+            assert!(p.template.is_none(), "{}", p.id);
             assert!((0.0..=999.0).contains(&p.answer) && p.answer.fract() == 0.0);
             assert_eq!(p.answer_text, format!("{}", p.answer as i64));
             assert!(!p.question.is_empty(), "{}", p.id);
@@ -182,6 +188,7 @@ fn own_jsonl_ids_and_answers() {
     assert_eq!(d.problems[2].answer, 7.0);
     assert!(d.problems[2].solution.is_none());
     assert_eq!(d.problems[3].answer_text, "4.50");
+    assert!(d.problems.iter().all(|p| p.template.is_none()));
 }
 
 #[test]
@@ -223,4 +230,125 @@ fn own_jsonl_errors_name_the_line() {
     }
     let e = load_jsonl("/nonexistent/file.jsonl", SplitMode::Sentences).expect_err("missing file");
     assert!(matches!(e, DatasetError::Io { .. }));
+}
+
+/// A `{var,default}` placeholder as the GSM-Symbolic templates write them (`{n, Benny}`,
+/// `{x,10}`).
+fn placeholder() -> regex::Regex {
+    regex::Regex::new(r"\{\s*\$?[A-Za-z_][A-Za-z0-9_]*\s*,[^{}]*\}").expect("regex")
+}
+
+/// The question part of a template file's `question_annotated`, read here on its own.
+fn template_question(file: &std::path::Path) -> (String, String) {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).expect("template file"))
+            .expect("template JSON");
+    let id = json["id_shuffled"].to_string();
+    let annotated = json["question_annotated"]
+        .as_str()
+        .expect("question_annotated");
+    let end = annotated.find("#init:").expect("#init: section");
+    (id, annotated[..end].trim().to_owned())
+}
+
+/// Every released P2 row carries the question text of its template (`templates/p2`, matched
+/// on the row's template id), placeholders and all; the row's own text has none.
+#[test]
+fn gsm_p2_release_carries_its_templates() {
+    let d = load_gsm_p2(
+        data().join("gsm_symbolic/GSM_p2.jsonl"),
+        SplitMode::Sentences,
+    )
+    .expect("loads");
+    let dir = data().join("gsm_symbolic/templates/p2");
+    let expected: BTreeMap<String, String> = std::fs::read_dir(&dir)
+        .expect("templates/p2")
+        .map(|e| template_question(&e.expect("entry").path()))
+        .collect();
+    assert_eq!(expected.len(), 50);
+    let re = placeholder();
+    for p in &d.problems {
+        let tid = p.template_id.as_deref().expect("template id");
+        let template = p
+            .template
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: no template", p.id));
+        assert_eq!(
+            Some(template),
+            expected.get(tid).map(String::as_str),
+            "{}",
+            p.id
+        );
+        assert!(re.is_match(template), "{}: no placeholder", p.id);
+        assert!(!template.contains("#init"), "{}", p.id);
+        for text in [&p.full_text, &p.context, &p.question] {
+            assert!(!re.is_match(text), "{}: placeholder in the instance", p.id);
+        }
+        assert_ne!(template, p.full_text);
+    }
+}
+
+/// A released file whose template is not beside it loads with `template: None`; rows whose
+/// template is there get its question text (synthetic files only).
+#[test]
+fn release_rows_without_a_template_file_have_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = [
+        r#####"{"id": 7, "instance": 0, "question": "Ann has 4 cats. How many paws?", "answer": "4 * 4 = 16\n#### 16"}"#####,
+        r#####"{"id": 8, "instance": 0, "question": "Bo has 2 dogs. How many paws?", "answer": "2 * 4 = 8\n#### 8"}"#####,
+    ];
+    let release = dir.path().join("GSM_p2.jsonl");
+    std::fs::write(&release, rows.join("\n")).expect("write rows");
+
+    // no templates folder at all
+    let d = load_gsm_p2(&release, SplitMode::Sentences).expect("loads");
+    assert_eq!(d.len(), 2);
+    assert!(d.problems.iter().all(|p| p.template.is_none()));
+
+    // a template for id 7 only (and a file that is not a template, which is skipped)
+    let tdir = dir.path().join("templates/p2");
+    std::fs::create_dir_all(&tdir).expect("mkdir");
+    let template = serde_json::json!({
+        "question": "Ann has 3 cats. How many paws?", "answer": "#### 12",
+        "id_orig": 1, "id_shuffled": 7,
+        "question_annotated": "{name, Ann} has {x,3} cats. How many paws?\n\n\n#init:\n- name = sample(names)\n- $x = range(2, 9)\n\n#conditions:\n- x > 1\n\n#answer: x * 4",
+        "answer_annotated": "{x} * 4 = {x*4}\n#### {x*4}",
+    });
+    std::fs::write(tdir.join("0007.json"), template.to_string()).expect("write template");
+    std::fs::write(tdir.join("0009.json"), "{not json").expect("write junk");
+    let d = load_gsm_p2(&release, SplitMode::Sentences).expect("loads");
+    assert_eq!(d.problems[0].id, "p2/7-0");
+    assert_eq!(
+        d.problems[0].template.as_deref(),
+        Some("{name, Ann} has {x,3} cats. How many paws?")
+    );
+    assert_eq!(d.problems[1].id, "p2/8-0");
+    assert_eq!(d.problems[1].template, None);
+    // the generic loader never looks for templates
+    let custom = load_jsonl(&release, SplitMode::Sentences).expect("loads");
+    assert!(custom.problems.iter().all(|p| p.template.is_none()));
+}
+
+/// Problems serialised before `template` existed still deserialise (as `None`), and the
+/// field round-trips.
+#[test]
+fn problem_json_without_template_still_loads() {
+    let d = load_jsonl(
+        write_tmp(&[
+            r#####"{"question": "Ann has 2 cats. How many paws?", "answer": "#### 8"}"#####,
+        ])
+        .path(),
+        SplitMode::Sentences,
+    )
+    .expect("loads");
+    let mut with = d.problems[0].clone();
+    with.template = Some("{name, Ann} has {x,2} cats. How many paws?".into());
+    let mut json = serde_json::to_value(&with).expect("serialise");
+    let back: Problem = serde_json::from_value(json.clone()).expect("deserialise");
+    assert_eq!(back, with);
+    let removed = json.as_object_mut().expect("object").remove("template");
+    assert!(removed.is_some_and(|t| t.is_string()));
+    let old: Problem = serde_json::from_value(json).expect("old JSON loads");
+    assert_eq!(old.template, None);
+    assert_eq!(old.id, with.id);
 }

@@ -1,5 +1,6 @@
 //! The runner end to end on a scripted model: records, manifest, resume, free reruns,
-//! errors retried, Multi-Query groups, and no dataset text in anything committed.
+//! errors retried, Multi-Query groups (and their generation prompt), and no dataset text in
+//! anything committed.
 
 mod common;
 
@@ -362,4 +363,64 @@ fn generated_pairs_parse_leniently() {
             ("What is the weight?".to_owned(), 1200.0)
         ]
     );
+}
+
+/// A generated-style problem (synthetic text) with or without its template.
+fn mq_problem(template: Option<&str>) -> sleeptime_bench::datasets::Problem {
+    use sleeptime_bench::datasets::{DatasetKind, Problem, Split};
+    Problem {
+        id: "gen-p2-s1/7-0".into(),
+        context: "Ann has 4 cats.".into(),
+        question: "How many paws do the cats have?".into(),
+        answer: 16.0,
+        answer_text: "16".into(),
+        source: DatasetKind::GsmSymbolicGenerated(Split::P2),
+        template_id: Some("7".into()),
+        template: template.map(str::to_owned),
+        full_text: "Ann has 4 cats. How many paws do the cats have?".into(),
+        solution: Some("4 * 4 = 16\n#### 16".into()),
+    }
+}
+
+/// With a template, the generation prompt quotes it under its label, before the
+/// instantiation and the example (paper Fig. 19: template, instantiation, example Q/A).
+#[test]
+fn generation_prompt_quotes_the_template() {
+    use sleeptime_bench::multiquery::{generation_system, generation_user, TEMPLATE_LABEL};
+    let template = "{name, Ann} has {x,4} cats. How many paws do the cats have?";
+    let user = generation_user(&mq_problem(Some(template)));
+    assert!(
+        user.starts_with(&format!("{TEMPLATE_LABEL}\n{template}\n\n")),
+        "{user}"
+    );
+    let at = |needle: &str| {
+        user.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in {user:?}"))
+    };
+    assert!(at(template) < at("Situation: Ann has 4 cats."));
+    assert!(at("Situation: Ann has 4 cats.") < at("Example question: How many paws"));
+    assert!(at("Example question: How many paws") < at("4 * 4 = 16\n#### 16"));
+    assert_eq!(user.matches(TEMPLATE_LABEL).count(), 1);
+    assert!(generation_system(5).contains("Write 5 new questions"));
+}
+
+/// Without a template (GSM8K, AIME, own JSONL) the prompt has no template line and still
+/// holds the situation and the example.
+#[test]
+fn generation_prompt_without_a_template_has_no_template_line() {
+    use sleeptime_bench::multiquery::{generation_system, generation_user, TEMPLATE_LABEL};
+    for template in [None, Some(""), Some("  \n")] {
+        let user = generation_user(&mq_problem(template));
+        let prompt = format!("{}\n{user}", generation_system(5));
+        assert!(!prompt.contains(TEMPLATE_LABEL), "{template:?}: {prompt}");
+        assert!(
+            prompt
+                .lines()
+                .all(|l| !l.trim_start().starts_with("Template")),
+            "{template:?}: {prompt}"
+        );
+        assert!(user.starts_with("Situation: Ann has 4 cats.\n\n"), "{user}");
+        assert!(user.contains("Example question: How many paws do the cats have?"));
+        assert!(user.ends_with("4 * 4 = 16\n#### 16"), "{user}");
+    }
 }

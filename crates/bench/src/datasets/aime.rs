@@ -305,6 +305,7 @@ pub fn load_aime(path: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
             answer_text: answer.to_string(),
             source,
             template_id: None,
+            template: None,
             full_text,
             solution: v.get("solution").and_then(Json::as_str).map(str::to_string),
         });

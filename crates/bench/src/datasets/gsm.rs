@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 use super::answer::parse_gsm_answer;
 use super::rng::{hash_str, SeededRng};
 use super::split::{split_gsm, SplitMode};
+use super::symbolic::template::question_texts;
 use super::{Dataset, DatasetError, DatasetKind, Problem, Split};
 
 /// One parsed JSONL line.
@@ -71,6 +72,7 @@ fn gsm_problem(
     mode: SplitMode,
     source: DatasetKind,
     template_id: Option<String>,
+    template: Option<String>,
 ) -> Result<Problem, String> {
     let (answer, answer_text, solution) = match answer_field {
         Json::String(s) => {
@@ -93,6 +95,7 @@ fn gsm_problem(
         answer_text,
         source,
         template_id,
+        template,
         full_text,
         solution,
     })
@@ -130,7 +133,7 @@ pub fn load_jsonl(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, Da
         if let Some(inst) = row.obj.get("instance").and_then(id_text) {
             id = format!("{id}-{inst}");
         }
-        let p = gsm_problem(id, question, answer, mode, DatasetKind::Custom, None).map_err(
+        let p = gsm_problem(id, question, answer, mode, DatasetKind::Custom, None, None).map_err(
             |message| DatasetError::BadAnswer {
                 path: path.to_path_buf(),
                 line: row.line,
@@ -166,6 +169,7 @@ pub fn load_gsm8k(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, Da
             mode,
             DatasetKind::Gsm8k,
             None,
+            None,
         )
         .map_err(|message| DatasetError::BadAnswer {
             path: path.to_path_buf(),
@@ -181,19 +185,26 @@ pub fn load_gsm8k(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, Da
 }
 
 /// Loads Apple's released GSM-Symbolic P2 (`gsm_symbolic/GSM_p2.jsonl`); ids are
-/// `p2/{template id}-{instance}` and `template_id` is set. The split is computed here, in
-/// memory (the data is CC BY-NC-ND 4.0: never write a derived copy).
+/// `p2/{template id}-{instance}` and `template_id` is set. `template` is the template's
+/// question text with placeholders when `templates/p2/` next to the file has that template
+/// (see [`load_gsm_symbolic_release`]). The split is computed here, in memory (the data is
+/// CC BY-NC-ND 4.0: never write a derived copy).
 pub fn load_gsm_p2(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, DatasetError> {
     load_gsm_symbolic_release(path.as_ref(), Split::P2, mode)
 }
 
 /// Loads a released GSM-Symbolic file of any split (`GSM_symbolic.jsonl`, `GSM_p1.jsonl`,
-/// `GSM_p2.jsonl`; only P2 is in the shared data folder).
+/// `GSM_p2.jsonl`; only P2 is in the shared data folder). Each row's `template` is read from
+/// the template files in `templates/{split}/` beside the file, matched on the row's `id`
+/// (the templates' `id_shuffled`); it stays `None` when there is no such template.
 pub fn load_gsm_symbolic_release(
     path: &Path,
     split: Split,
     mode: SplitMode,
 ) -> Result<Dataset, DatasetError> {
+    let templates = path.parent().map_or_else(BTreeMap::new, |dir| {
+        question_texts(&dir.join("templates").join(split.dir_name()))
+    });
     let mut problems = Vec::new();
     for row in read_rows(path)? {
         let question = text_field(&row, path, "question")?;
@@ -222,6 +233,7 @@ pub fn load_gsm_symbolic_release(
             }
         })?;
         let id = format!("{}/{tid}-{inst}", split.dir_name());
+        let template = templates.get(&tid).cloned();
         let p = gsm_problem(
             id,
             question,
@@ -229,6 +241,7 @@ pub fn load_gsm_symbolic_release(
             mode,
             DatasetKind::GsmSymbolic(split),
             Some(tid),
+            template,
         )
         .map_err(|message| DatasetError::BadAnswer {
             path: path.to_path_buf(),

@@ -81,6 +81,12 @@ pub struct Problem {
     pub source: DatasetKind,
     /// GSM-Symbolic template id (`id` / `id_shuffled`), when there is one.
     pub template_id: Option<String>,
+    /// The GSM-Symbolic template's question text with its `{var,default}` placeholders, as
+    /// the template file writes it (the part of `question_annotated` before `#init:`), when
+    /// the problem comes from a template that is available; `None` for other sources. Like
+    /// every GSM-Symbolic text it is read at run time and never written to committed files.
+    #[serde(default)]
+    pub template: Option<String>,
     /// The full original problem text.
     pub full_text: String,
     /// A worked solution, when the source has one (GSM rows, generated instances).

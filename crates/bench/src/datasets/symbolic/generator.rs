@@ -851,6 +851,9 @@ impl Generator {
 
     fn to_problem(&self, inst: Instance, seed: u64, round: u64) -> Problem {
         let (context, question) = split_gsm(&inst.question, self.options.split_mode);
+        let template = self
+            .template(&inst.template)
+            .map(|t| t.question_text.clone());
         Problem {
             id: format!(
                 "gen-{}-s{seed}/{}-{round}",
@@ -863,6 +866,7 @@ impl Generator {
             answer_text: inst.answer_text,
             source: DatasetKind::GsmSymbolicGenerated(self.split),
             template_id: Some(inst.template),
+            template,
             full_text: inst.question,
             solution: Some(inst.solution),
         }

@@ -7,6 +7,7 @@
 //! text, `{expr}` parts to evaluate and `<<...>>` calculator annotations, which the released
 //! rows drop.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -61,6 +62,9 @@ pub struct Template {
     pub original_id: i64,
     pub original_question: String,
     pub original_answer: String,
+    /// The question as the template file writes it, with its `{var,default}` placeholders:
+    /// the text of `question_annotated` before `#init:`, trimmed.
+    pub question_text: String,
     pub question: Vec<QuestionPart>,
     pub init: Vec<InitLine>,
     pub conditions: Vec<Condition>,
@@ -84,6 +88,47 @@ fn json_id(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// The question part of a template's `question_annotated` (the text before `#init:`,
+/// trimmed), with its placeholders as written; the whole text when there is no `#init:`.
+pub fn annotated_question_text(question_annotated: &str) -> String {
+    let qa = question_annotated.replace("\r\n", "\n");
+    let end = qa.find("#init:").unwrap_or(qa.len());
+    qa[..end].trim().to_string()
+}
+
+/// The question text with placeholders ([`annotated_question_text`]) of every template file
+/// in `dir` (`templates/{symbolic,p1,p2}`), keyed by template id (`id_shuffled`). Only these
+/// two fields are read, so a template the generator cannot parse still has its text here.
+/// Files that cannot be read or lack the fields are skipped; a missing folder gives an empty
+/// map.
+pub fn question_texts(dir: &Path) -> BTreeMap<String, String> {
+    #[derive(Deserialize)]
+    struct Fields {
+        id_shuffled: serde_json::Value,
+        question_annotated: String,
+    }
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(fields) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Fields>(&text).ok())
+        else {
+            continue;
+        };
+        out.insert(
+            json_id(&fields.id_shuffled),
+            annotated_question_text(&fields.question_annotated),
+        );
+    }
+    out
 }
 
 /// Splits question text into literal text and `{name,default}` placeholders.
@@ -227,7 +272,8 @@ impl Template {
             serde_json::from_str(json).map_err(|e| format!("bad template JSON: {e}"))?;
         let qa = raw.question_annotated.replace("\r\n", "\n");
         let init_at = qa.find("#init:").ok_or("no #init: section")?;
-        let question = parse_question(qa[..init_at].trim())?;
+        let question_text = qa[..init_at].trim().to_string();
+        let question = parse_question(&question_text)?;
         let body = &qa[init_at..];
 
         #[derive(PartialEq)]
@@ -301,6 +347,7 @@ impl Template {
             original_id: raw.id_orig.as_i64().unwrap_or(-1),
             original_question: raw.question,
             original_answer: raw.answer,
+            question_text,
             question,
             init,
             conditions,
@@ -408,5 +455,6 @@ mod tests {
         assert_eq!(t.conditions.len(), 1);
         assert_eq!(t.answer_src, "x * 2");
         assert_eq!(t.default_question(), "Ann has 3 cats.");
+        assert_eq!(t.question_text, "{n, Ann} has {x,3} cats.");
     }
 }
