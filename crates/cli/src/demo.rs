@@ -9,16 +9,28 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 use sleeptime_core::{
-    learn, parse::numbers_match, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig,
-    RethinkConfig, RethinkProgram, SleepBudget, Verbosity,
+    learn, parse::numbers_match, AidedConfig, AidedProgram, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    Context, LearnConfig, RethinkConfig, RethinkProgram, SleepBudget, SleepProgram, Verbosity,
 };
 
 use crate::backend::{self, BackendArgs};
 use crate::demo_contexts::DEMO_CONTEXTS;
 use crate::progress::SleepSpinner;
 
+/// Which sleep program writes c'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgramArg {
+    /// The paper's: the model rewrites a prose memory block.
+    Rethink,
+    /// Program-aided: the model writes named expressions; the engine computes every value.
+    Aided,
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    /// The sleep program.
+    #[arg(long, value_enum, default_value_t = ProgramArg::Rethink)]
+    pub program: ProgramArg,
     /// Most memory rewrites per context (the paper allows 10; fewer keeps the demo short).
     #[arg(long, default_value_t = 3)]
     pub max_rethinks: u32,
@@ -143,7 +155,12 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         budget_forcing: Some(BudgetForcing::default()),
         ..AnswerConfig::default()
     };
-    let program = RethinkProgram::new(RethinkConfig { max_rethinks: args.max_rethinks, ..RethinkConfig::default() });
+    let program: Box<dyn SleepProgram> = match args.program {
+        ProgramArg::Rethink => {
+            Box::new(RethinkProgram::new(RethinkConfig { max_rethinks: args.max_rethinks, ..RethinkConfig::default() }))
+        }
+        ProgramArg::Aided => Box::new(AidedProgram::new(AidedConfig::default())),
+    };
     let learn_config = LearnConfig {
         budget: SleepBudget { max_tokens_per_step: args.max_step_tokens, ..SleepBudget::default() },
         ..LearnConfig::default()
@@ -155,7 +172,7 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         let context = Context::new(demo.text)?;
         // Sleep time: the model sees only the context.
         let spinner = SleepSpinner::new(format!("sleep time [{}]", demo.name));
-        let learned = learn(&program, model.as_ref(), &context, &learn_config, &spinner).await?;
+        let learned = learn(program.as_ref(), model.as_ref(), &context, &learn_config, &spinner).await?;
         let usage = learned.total_usage();
         let stats = &learned.drafts[0].stats;
         spinner.finish(format!("{} rewrites, {} tokens, {:.1}s", stats.rewrites, usage.completion_tokens, stats.seconds));

@@ -149,6 +149,13 @@ impl std::fmt::Debug for Worker<'_> {
     }
 }
 
+/// Prefill batch of requests that carry an interrupt (sleep work that yields to queries).
+const INTERRUPTIBLE_BATCH: usize = 64;
+
+/// The in-memory prefix id under which the prompt of the last interrupted request is kept
+/// (one at a time, so parked sleep work never crowds out the answer prefixes).
+const PARKED_ID: &str = "parked-interrupted-prompt";
+
 /// Where the tokens of an evaluation came from.
 #[derive(Debug, Clone, Copy, Default)]
 struct EvalStats {
@@ -286,13 +293,16 @@ impl Worker<'_> {
 
         let start = self.kv.len();
         let last = tokens.len().saturating_sub(1);
-        for (chunk_no, chunk) in tokens[start..].chunks(self.batch_size).enumerate() {
+        // An interruptible prefill goes in small batches, so a query waits about a second
+        // for the batch under way rather than a whole 512-token one.
+        let batch_size = if interrupt.is_some() { self.batch_size.min(INTERRUPTIBLE_BATCH) } else { self.batch_size };
+        for (chunk_no, chunk) in tokens[start..].chunks(batch_size).enumerate() {
             // Long prefills stop between batches too; what is evaluated stays in the cache.
             if chunk_no > 0 && interrupt.is_some_and(sleeptime_model::Interrupt::is_triggered) {
                 stats.interrupted = true;
                 return Ok(stats);
             }
-            let first_pos = start + chunk_no * self.batch_size;
+            let first_pos = start + chunk_no * batch_size;
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
                 let pos = first_pos + i;
@@ -331,6 +341,30 @@ impl Worker<'_> {
         }
         chain.push(LlamaSampler::dist(seed));
         LlamaSampler::chain_simple(chain)
+    }
+
+    /// Keep the evaluated part of an interrupted request's prompt as an in-memory prefix
+    /// state, so resuming it after the query costs a restore rather than a second prefill.
+    /// Generated tokens are dropped from the state: the resumed request re-tokenizes them.
+    fn park(&mut self, prompt: &[LlamaToken]) {
+        let keep = prefix::common_prefix(&self.kv, prompt);
+        if keep == 0 {
+            return;
+        }
+        if keep < self.kv.len() {
+            let trimmed = u32::try_from(keep)
+                .ok()
+                .and_then(|p0| self.ctx.clear_kv_cache_seq(Some(0), Some(p0), None).ok())
+                .unwrap_or(false);
+            if !trimmed {
+                return;
+            }
+            self.kv.truncate(keep);
+        }
+        match self.ctx.state_seq_get(SEQ, LlamaStateSeqFlags::empty()) {
+            Ok(snapshot) => self.prefixes.insert(PARKED_ID.to_owned(), self.kv.clone(), snapshot),
+            Err(e) => tracing::debug!("could not park the interrupted prompt: {e}"),
+        }
     }
 
     /// One chat completion; `stream` receives text as it becomes final.
@@ -393,6 +427,7 @@ impl Worker<'_> {
             "prompt ready"
         );
         if stats.interrupted {
+            self.park(&tokens);
             let elapsed = started.elapsed();
             return Ok(Completion {
                 text: String::new(),
@@ -441,6 +476,7 @@ impl Worker<'_> {
             }
             if request.interrupt.as_ref().is_some_and(sleeptime_model::Interrupt::is_triggered) {
                 finish = FinishReason::Interrupted;
+                self.park(&tokens);
                 break;
             }
             self.batch.clear();

@@ -316,3 +316,48 @@ async fn assistant_prefix_is_continued() {
     );
     eprintln!("forced continuation: {:?}", with.text);
 }
+
+#[tokio::test]
+async fn interrupted_generation_parks_its_prompt_and_resumes_from_its_text() {
+    let Some(path) = model_path() else { return };
+    let backend = load(&path);
+    let ask = || ChatRequest::new(question("List everything Maria grows, one item per line."), 24);
+    let query = ChatRequest::new(vec![Message::user("Say hello.")], 4);
+
+    // Interrupted during prefill: nothing generated, the evaluated batches are parked.
+    let interrupt = sleeptime_model::Interrupt::new();
+    interrupt.trigger();
+    let mut request = ask();
+    request.interrupt = Some(interrupt);
+    let cut = backend.complete(&request).await.expect("interrupted in prefill");
+    assert_eq!(cut.finish_reason, FinishReason::Interrupted);
+    assert_eq!(cut.usage.completion_tokens, 0, "stopped before generating");
+    backend.complete(&query).await.expect("query in between");
+    let again = backend.complete(&ask()).await.expect("resumed after prefill");
+    assert!(again.usage.cached_prompt_tokens >= 32, "parked batches reused: {:?}", again.usage);
+
+    // Interrupted while generating (a query arrives as the first text streams out).
+    let interrupt = sleeptime_model::Interrupt::new();
+    let mut request = ask();
+    request.interrupt = Some(interrupt.clone());
+    let mut on_text = |_: &str| interrupt.trigger();
+    let cut = backend.complete_streaming(&request, &mut on_text).await.expect("interrupted call");
+    assert_eq!(cut.finish_reason, FinishReason::Interrupted);
+    assert!(cut.usage.completion_tokens < 24, "stopped early: {} tokens", cut.usage.completion_tokens);
+
+    // A query takes over the KV cache; resuming restores the parked prompt instead of
+    // evaluating it again.
+    let other = backend.complete(&query).await.expect("query in between");
+    assert_ne!(other.finish_reason, FinishReason::Interrupted, "no interrupt on this one");
+    let mut resumed = ask();
+    resumed.assistant_prefix = Some(cut.text.clone());
+    let rest = backend.complete(&resumed).await.expect("resumed call");
+    assert_ne!(rest.finish_reason, FinishReason::Interrupted);
+    let context_tokens = backend.count_tokens(&long_context()).await.expect("count");
+    assert!(
+        rest.usage.cached_prompt_tokens >= u64::from(context_tokens),
+        "the parked prompt was reused: {} cached of {} (the context alone is {context_tokens})",
+        rest.usage.cached_prompt_tokens,
+        rest.usage.prompt_tokens
+    );
+}
