@@ -67,7 +67,8 @@ struct Phase {
     p99_s: f64,
     max_s: f64,
     mean_s: f64,
-    /// Sleep-time tokens spent during the phase (shows the background work progressed).
+    /// Sleep-time tokens of the jobs that finished during the phase (the ledger records a
+    /// job's tokens when it ends, so work still running at the phase's end is not counted).
     sleep_tokens: i64,
     /// Times sleep work waited for queries between calls, and times a query interrupted a
     /// sleep generation, during the phase.
@@ -306,7 +307,7 @@ fn write_report(args: &LatencyArgs, model_name: &str, phases: &[Phase]) -> Resul
         "# Query latency idle vs under background sleep work\n\nCommand: `{command}`\n\nModel: {model_name}. {} queries per phase \
          (the built-in demo questions, from learned contexts, answer budget {} tokens), one at a time with ~{} s pauses; latency \
          measured by the HTTP client. p99 of {} samples is close to the maximum.\n\n\
-         | phase | p50 s | p95 s | p99 s | max s | mean s | p50 / idle | p99 / idle | sleep tokens during phase | yields | preemptions |\n\
+         | phase | p50 s | p95 s | p99 s | max s | mean s | p50 / idle | p99 / idle | sleep tokens of jobs finished in phase | yields | preemptions |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
         args.queries, args.budget, args.gap_s, args.queries
     );
