@@ -171,7 +171,7 @@ impl SleepProgram for RethinkProgram {
     fn id(&self) -> ProgramRef {
         ProgramRef {
             name: "rethink".into(),
-            version: 1,
+            version: 2,
             params: format!("max_rethinks={},max_chars={}", self.config.max_rethinks, self.config.max_memory_chars),
         }
     }
@@ -241,6 +241,10 @@ impl SleepProgram for RethinkProgram {
                         break;
                     }
                     let note = prompts::sleep_continue(stats.rewrites, self.config.max_rethinks, tagged);
+                    // Each write replaces the whole block, so earlier versions (and slips
+                    // before this write) carry nothing the next turn needs; keeping them
+                    // would grow the prompt by a block per rewrite and overflow a small window.
+                    messages.truncate(2);
                     if tagged {
                         messages.push(Message::assistant(format!("{OPEN}\n{memory}\n{CLOSE}")));
                         messages.push(Message::user(note));

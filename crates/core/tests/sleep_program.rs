@@ -43,6 +43,24 @@ async fn stops_when_the_model_signals_finish() {
 }
 
 #[tokio::test]
+async fn the_prompt_carries_only_the_latest_block_so_ten_rewrites_fit_a_small_window() {
+    let writes: Vec<Reply> = (1..=10).map(|i| Reply::Text(format!("<rethink_memory>version {i} of the notes</rethink_memory>"))).collect();
+    let model = ScriptedBackend::new().on_seq("trigger_rethink_memory", writes);
+    let draft = RethinkProgram::default()
+        .run(&context(), &model, SleepBudget::default(), 0, &NoProgress)
+        .await
+        .expect("sleep");
+    assert_eq!(draft.stats.rewrites, 10);
+    let calls = model.calls();
+    // system, context, the latest block, the note: the same length at every later turn.
+    assert!(calls[1..].iter().all(|c| c.messages.len() == 4), "{:?}", calls.iter().map(|c| c.messages.len()).collect::<Vec<_>>());
+    let last = &calls[9].messages;
+    assert!(last.iter().any(|m| m.content.contains("version 9 of the notes")));
+    assert!(!last.iter().any(|m| m.content.contains("version 8 of the notes")), "older blocks dropped");
+    assert_eq!(draft.text, "version 10 of the notes");
+}
+
+#[tokio::test]
 async fn never_rewrites_more_than_the_limit() {
     let model = ScriptedBackend::new().on("trigger_rethink_memory", "<rethink_memory>total = 1</rethink_memory>");
     let draft = RethinkProgram::default()
