@@ -99,18 +99,32 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Which sleep program writes the learned contexts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SleepProgramKind {
+    /// The paper's: the model rewrites a prose memory block (up to `max_rethinks` times).
+    #[default]
+    Rethink,
+    /// Program-aided: the model writes named expressions, the engine computes every value;
+    /// k drafts are merged quantity by quantity.
+    Aided,
+}
+
 /// The sleep program's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SleepConfig {
+    pub program: SleepProgramKind,
     /// Parallel drafts.
     pub k: usize,
     pub max_rethinks: u32,
+    /// Aided program: rounds in which failing expressions go back to the model.
+    pub repair_rounds: u32,
     pub max_tokens_per_step: u32,
 }
 
 impl Default for SleepConfig {
     fn default() -> Self {
-        Self { k: 1, max_rethinks: 10, max_tokens_per_step: 768 }
+        Self { program: SleepProgramKind::Rethink, k: 1, max_rethinks: 10, repair_rounds: 2, max_tokens_per_step: 768 }
     }
 }
 

@@ -36,7 +36,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AnswerDefaults, ApiKeyConfig, AuthConfig, Role, SchedulerConfig, ServerConfig, SleepConfig};
+pub use config::{
+    AnswerDefaults, ApiKeyConfig, AuthConfig, Role, SchedulerConfig, ServerConfig, SleepConfig, SleepProgramKind,
+};
 pub use error::ApiError;
 pub use gate::{QueryGate, QueryGuard, SleepBackend};
 pub use openai::CONTEXT_HEADER;
