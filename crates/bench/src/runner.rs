@@ -660,16 +660,21 @@ impl Shared<'_> {
                             )
                         });
                         match routed {
-                            Some(Route::Fast { text, confidence }) => {
+                            Some(Route::Fast { text: retrieved, confidence }) => {
                                 rec.route = Some("fast".into());
                                 rec.route_confidence = Some(confidence);
-                                // The retrieved parts depend on q: nothing to prepare before it arrives.
+                                // The retrieved parts depend on q, so in general nothing can be
+                                // prepared before it arrives; but when retrieval keeps all of c',
+                                // the prompt is the full layout's, whose prefix sleep time keeps
+                                // (and the call cache would otherwise hand one layout's timing
+                                // to the other).
+                                let whole = text == Some(retrieved.as_str());
                                 let input = AnswerInput {
                                     context: c,
-                                    learned: Some(&text),
+                                    learned: Some(&retrieved),
                                     question: Some(question),
                                 };
-                                self.answer(state, rec, *budget, &input, 0.0, None, true, false)
+                                self.answer(state, rec, *budget, &input, 0.0, None, true, whole)
                                     .await?;
                             }
                             other => {
