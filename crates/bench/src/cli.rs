@@ -146,6 +146,9 @@ pub struct RunArgs {
     /// Aided: repair rounds.
     #[arg(long)]
     pub repair_rounds: Option<u32>,
+    /// Aided-solve: likely questions predicted and solved per draft.
+    #[arg(long)]
+    pub solve_questions: Option<u32>,
     /// Multi-Query: verified extra questions per context (enables Multi-Query).
     #[arg(long)]
     pub multi_query: Option<usize>,
@@ -391,6 +394,9 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
     }
     if let Some(v) = args.max_step_tokens {
         spec.sleep.max_tokens_per_step = v;
+    }
+    if let Some(v) = args.solve_questions {
+        spec.sleep.solve_questions = v;
     }
     if let Some(v) = args.repair_rounds {
         spec.sleep.repair_rounds = v;

@@ -329,48 +329,40 @@ fn draw_bars<DB: DrawingBackend>(
     Ok(())
 }
 
-fn both<F>(
-    stem: &Path,
-    draw_png: F,
-    draw_svg: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<PathBuf>>
-where
-    F: FnOnce(&Path) -> anyhow::Result<()>,
-{
+/// A chart that can draw itself on any plotters backend.
+trait Drawable {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB>;
+}
+
+impl Drawable for LineChart {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
+        draw_line(root, self)
+    }
+}
+
+impl Drawable for BarChart {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
+        draw_bars(root, self)
+    }
+}
+
+/// Write `stem.png` and `stem.svg`.
+fn write_both(chart: &impl Drawable, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    draw_png(&png)?;
-    draw_svg(&svg)?;
+    let failed = |p: &Path, e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", p.display());
+    chart.draw_on(&BitMapBackend::new(&png, SIZE).into_drawing_area()).map_err(|e| failed(&png, &e))?;
+    chart.draw_on(&SVGBackend::new(&svg, SIZE).into_drawing_area()).map_err(|e| failed(&svg, &e))?;
     Ok(vec![png, svg])
 }
 
 /// Write `stem.png` and `stem.svg`.
 pub fn line_chart(chart: &LineChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    both(
-        stem,
-        |p| {
-            let root = BitMapBackend::new(p, SIZE).into_drawing_area();
-            draw_line(&root, chart).map_err(|e| anyhow::anyhow!("drawing {}: {e}", p.display()))
-        },
-        |p| {
-            let root = SVGBackend::new(p, SIZE).into_drawing_area();
-            draw_line(&root, chart).map_err(|e| anyhow::anyhow!("drawing {}: {e}", p.display()))
-        },
-    )
+    write_both(chart, stem)
 }
 
 /// Write `stem.png` and `stem.svg`.
 pub fn bar_chart(chart: &BarChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    both(
-        stem,
-        |p| {
-            let root = BitMapBackend::new(p, SIZE).into_drawing_area();
-            draw_bars(&root, chart).map_err(|e| anyhow::anyhow!("drawing {}: {e}", p.display()))
-        },
-        |p| {
-            let root = SVGBackend::new(p, SIZE).into_drawing_area();
-            draw_bars(&root, chart).map_err(|e| anyhow::anyhow!("drawing {}: {e}", p.display()))
-        },
-    )
+    write_both(chart, stem)
 }

@@ -17,9 +17,8 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sleeptime_core::{
-    learn, parse, route, solve_with_program, AidedConfig, AidedProgram, AnswerConfig, AnswerInput,
-    Answerer, BudgetForcing, Combine, Context, LearnConfig, LearnedContext, NoProgress,
-    RethinkConfig, RethinkProgram, Route, RouteConfig, SleepBudget, SleepProgram, Verbosity,
+    learn, parse, route, solve_with_program, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    Context, LearnConfig, LearnedContext, NoProgress, Route, RouteConfig, SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
 
@@ -27,7 +26,7 @@ use crate::backends::{stack, LazyPrefix, Meter};
 use crate::datasets::Problem;
 use crate::multiquery::{self, Group};
 use crate::record::{self, Manifest, Record, ResultsWriter, SleepRecord};
-use crate::spec::{Budget, Condition, ExperimentSpec, Layout, ProgramKind, Sleeper};
+use crate::spec::{Budget, Condition, ExperimentSpec, Layout, Sleeper};
 
 /// The models a run uses. `generator` (Multi-Query questions) and `scorer` (log P(q | c))
 /// default to `model`.
@@ -470,15 +469,7 @@ impl Shared<'_> {
             .set_message(format!("{context_id} sleep {sleeper}"));
         let ctx = Context::new(context)?;
         let settings = &self.spec.sleep;
-        let program: Box<dyn SleepProgram> = match sleeper.program {
-            ProgramKind::Rethink => Box::new(RethinkProgram::new(RethinkConfig {
-                max_rethinks: settings.max_rethinks,
-                ..RethinkConfig::default()
-            })),
-            ProgramKind::Aided => Box::new(AidedProgram::new(AidedConfig {
-                repair_rounds: settings.repair_rounds,
-            })),
-        };
+        let program = sleeper.program.build(&settings.program_settings());
         let config = LearnConfig {
             k: sleeper.k,
             budget: SleepBudget {
@@ -488,11 +479,7 @@ impl Shared<'_> {
             },
             sampled_temperature: settings.sampled_temperature,
             base_seed: self.spec.seed,
-            combine: if sleeper.program == ProgramKind::Aided {
-                Combine::Merge
-            } else {
-                Combine::Concatenate
-            },
+            combine: sleeper.program.combine(),
             version: 1,
         };
         let meter = Meter::new(self.model.clone());

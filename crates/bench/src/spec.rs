@@ -118,35 +118,8 @@ pub fn parse_budgets(s: &str) -> Result<Vec<Budget>, String> {
         .collect()
 }
 
-/// A sleep-time program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProgramKind {
-    /// The paper-faithful rethink/finish program (prose notes).
-    Rethink,
-    /// Program-aided: named expressions computed exactly, a structured document (issue 5).
-    Aided,
-}
-
-impl ProgramKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgramKind::Rethink => "rethink",
-            ProgramKind::Aided => "aided",
-        }
-    }
-}
-
-impl FromStr for ProgramKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "rethink" | "paper" => Ok(Self::Rethink),
-            "aided" | "program" => Ok(Self::Aided),
-            other => Err(format!("unknown sleep program {other:?} (rethink, aided)")),
-        }
-    }
-}
+/// A sleep-time program: the engine's list of shipped programs.
+pub use sleeptime_core::ProgramChoice as ProgramKind;
 
 /// What the answering model sees in a sleep-time condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -475,6 +448,9 @@ pub struct SleepSettings {
     pub max_tokens_per_step: u32,
     /// Aided: repair rounds for lines the engine could not evaluate.
     pub repair_rounds: u32,
+    /// Aided-solve: likely questions predicted and solved per draft.
+    #[serde(default = "default_solve_questions")]
+    pub solve_questions: u32,
     /// Temperature of the drafts when k > 1 (k = 1 is greedy).
     pub sampled_temperature: f32,
 }
@@ -485,7 +461,23 @@ impl Default for SleepSettings {
             max_rethinks: 3,
             max_tokens_per_step: 512,
             repair_rounds: 2,
+            solve_questions: default_solve_questions(),
             sampled_temperature: 0.7,
+        }
+    }
+}
+
+fn default_solve_questions() -> u32 {
+    sleeptime_core::ProgramSettings::default().solve_questions
+}
+
+impl SleepSettings {
+    /// The settings the engine's programs take.
+    pub fn program_settings(&self) -> sleeptime_core::ProgramSettings {
+        sleeptime_core::ProgramSettings {
+            max_rethinks: self.max_rethinks,
+            repair_rounds: self.repair_rounds,
+            solve_questions: self.solve_questions,
         }
     }
 }
@@ -651,7 +643,7 @@ impl ExperimentSpec {
             return Err("k must be at least 1".into());
         }
         for p in &self.programs {
-            if p.program == ProgramKind::Rethink && p.layouts.contains(&Layout::Routed) {
+            if !p.program.is_structured() && p.layouts.contains(&Layout::Routed) {
                 return Err(
                     "the routed layout needs a structured c' (the aided program), not rethink"
                         .into(),
@@ -725,14 +717,11 @@ impl ExperimentSpec {
         }
         if self.program_aided {
             out.push(Condition::Program { sleeper: None });
-            if self
-                .programs
-                .iter()
-                .any(|p| p.program == ProgramKind::Aided)
-            {
+            // Test-time programs may reuse each structured c' (its quantities are names).
+            for p in self.programs.iter().filter(|p| p.program.is_structured()) {
                 out.push(Condition::Program {
                     sleeper: Some(Sleeper {
-                        program: ProgramKind::Aided,
+                        program: p.program,
                         k: 1,
                     }),
                 });

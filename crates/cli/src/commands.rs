@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use sleeptime_core::{
     learn, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, Freshness, LearnConfig, LearnedContext,
-    RethinkConfig, RethinkProgram, SleepBudget, Verbosity,
+    ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
 };
 use sleeptime_model::registry;
 
@@ -22,12 +22,19 @@ pub struct SleepArgs {
     /// Where to write the learned context (JSON).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Parallel drafts, concatenated (the paper: 1, 2, 5, 10).
+    /// The sleep program: rethink (the paper's), aided (expressions computed by the engine),
+    /// aided-solve (aided, plus the likely questions solved ahead of time).
+    #[arg(long, default_value_t = ProgramChoice::Rethink)]
+    pub program: ProgramChoice,
+    /// Parallel drafts: concatenated (rethink) or merged quantity by quantity (aided).
     #[arg(long, default_value_t = 1)]
     pub k: usize,
-    /// Most memory rewrites per draft (the paper: 10).
+    /// Rethink: most memory rewrites per draft (the paper: 10).
     #[arg(long, default_value_t = 10)]
     pub max_rethinks: u32,
+    /// Aided-solve: likely questions predicted and solved.
+    #[arg(long, default_value_t = 2)]
+    pub solve_questions: u32,
     /// Most tokens the model writes per step.
     #[arg(long, default_value_t = 768)]
     pub max_step_tokens: u32,
@@ -52,16 +59,21 @@ pub async fn sleep(backend_args: &BackendArgs, args: SleepArgs) -> Result<()> {
         Ok(previous) => previous.version + 1,
         Err(_) => 1,
     };
-    let program = RethinkProgram::new(RethinkConfig { max_rethinks: args.max_rethinks, ..RethinkConfig::default() });
+    let program = args.program.build(&ProgramSettings {
+        max_rethinks: args.max_rethinks,
+        solve_questions: args.solve_questions,
+        ..ProgramSettings::default()
+    });
     let config = LearnConfig {
         k: args.k,
+        combine: args.program.combine(),
         budget: SleepBudget { max_tokens_per_step: args.max_step_tokens, ..SleepBudget::default() },
         base_seed: args.seed,
         version,
         ..LearnConfig::default()
     };
     let spinner = SleepSpinner::new("sleep time");
-    let learned = learn(&program, model.as_ref(), &context, &config, &spinner).await?;
+    let learned = learn(program.as_ref(), model.as_ref(), &context, &config, &spinner).await?;
     let usage = learned.total_usage();
     spinner.finish(format!("done: {} completion tokens, {} prompt tokens", usage.completion_tokens, usage.prompt_tokens));
     learned.save(&args.output)?;

@@ -9,28 +9,20 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 use sleeptime_core::{
-    learn, parse::numbers_match, AidedConfig, AidedProgram, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
-    Context, LearnConfig, RethinkConfig, RethinkProgram, SleepBudget, SleepProgram, Verbosity,
+    learn, parse::numbers_match, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig,
+    ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
 };
 
 use crate::backend::{self, BackendArgs};
 use crate::demo_contexts::DEMO_CONTEXTS;
 use crate::progress::SleepSpinner;
 
-/// Which sleep program writes c'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProgramArg {
-    /// The paper's: the model rewrites a prose memory block.
-    Rethink,
-    /// Program-aided: the model writes named expressions; the engine computes every value.
-    Aided,
-}
-
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The sleep program.
-    #[arg(long, value_enum, default_value_t = ProgramArg::Rethink)]
-    pub program: ProgramArg,
+    /// The sleep program: rethink (the paper's), aided (expressions computed by the engine),
+    /// aided-solve (aided, plus the likely questions solved ahead of time).
+    #[arg(long, default_value_t = ProgramChoice::Rethink)]
+    pub program: ProgramChoice,
     /// Most memory rewrites per context (the paper allows 10; fewer keeps the demo short).
     #[arg(long, default_value_t = 3)]
     pub max_rethinks: u32,
@@ -155,14 +147,10 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         budget_forcing: Some(BudgetForcing::default()),
         ..AnswerConfig::default()
     };
-    let program: Box<dyn SleepProgram> = match args.program {
-        ProgramArg::Rethink => {
-            Box::new(RethinkProgram::new(RethinkConfig { max_rethinks: args.max_rethinks, ..RethinkConfig::default() }))
-        }
-        ProgramArg::Aided => Box::new(AidedProgram::new(AidedConfig::default())),
-    };
+    let program = args.program.build(&ProgramSettings { max_rethinks: args.max_rethinks, ..ProgramSettings::default() });
     let learn_config = LearnConfig {
         budget: SleepBudget { max_tokens_per_step: args.max_step_tokens, ..SleepBudget::default() },
+        combine: args.program.combine(),
         ..LearnConfig::default()
     };
     let mut contexts = Vec::new();

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use sleeptime_server::{ApiKeyConfig, Role, ServerConfig, SleepProgramKind};
+use sleeptime_server::{ApiKeyConfig, ProgramChoice, Role, ServerConfig};
 use sleeptime_store::{SqlStore, Store};
 
 use crate::backend::{self, BackendArgs};
-use crate::demo::ProgramArg;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleArg {
@@ -57,12 +56,16 @@ pub struct ServeArgs {
     /// Most memory rewrites per draft.
     #[arg(long, default_value_t = 10)]
     pub max_rethinks: u32,
-    /// Which sleep program writes learned contexts.
-    #[arg(long, value_enum, default_value_t = ProgramArg::Rethink)]
-    pub sleep_program: ProgramArg,
+    /// Which sleep program writes learned contexts: rethink (the paper's), aided (expressions
+    /// computed by the engine), aided-solve (aided, plus the likely questions solved ahead).
+    #[arg(long, default_value_t = ProgramChoice::Rethink)]
+    pub sleep_program: ProgramChoice,
     /// Aided program: repair rounds for expressions that fail to evaluate.
     #[arg(long, default_value_t = 2)]
     pub repair_rounds: u32,
+    /// Aided-solve program: likely questions predicted and solved per context.
+    #[arg(long, default_value_t = 2)]
+    pub solve_questions: u32,
     /// Re-learn a context once its newest learned context is this many hours old (e.g. after
     /// changing the model or the sleep program); fractions allowed. Default: never.
     #[arg(long, value_name = "HOURS")]
@@ -108,10 +111,8 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     config.sleep.k = args.k.max(1);
     config.sleep.max_rethinks = args.max_rethinks;
     config.sleep.repair_rounds = args.repair_rounds;
-    config.sleep.program = match args.sleep_program {
-        ProgramArg::Rethink => SleepProgramKind::Rethink,
-        ProgramArg::Aided => SleepProgramKind::Aided,
-    };
+    config.sleep.solve_questions = args.solve_questions;
+    config.sleep.program = args.sleep_program;
 
     let store: Arc<dyn Store> = match &args.database {
         Some(url) => Arc::new(SqlStore::connect(url, 8).await.context("cannot open the database")?),

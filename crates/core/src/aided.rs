@@ -38,11 +38,14 @@ Format:
 pub struct AidedConfig {
     /// Rounds in which failing lines are sent back to the model.
     pub repair_rounds: u32,
+    /// Questions to predict and solve at sleep time (0: none). Each is solved by
+    /// step-by-step reasoning whose arithmetic the engine then redoes exactly.
+    pub solve_questions: u32,
 }
 
 impl Default for AidedConfig {
     fn default() -> Self {
-        Self { repair_rounds: 2 }
+        Self { repair_rounds: 2, solve_questions: 0 }
     }
 }
 
@@ -153,16 +156,227 @@ fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
         .into_iter()
         .filter_map(|(question, name)| {
             let q = quantities.iter().find(|q| q.name == name)?;
-            Some(AnticipatedQuestion { question, quantity: name, answer: q.value.clone() })
+            Some(AnticipatedQuestion { question, quantity: name, answer: q.value.clone(), solved: false })
         })
         .collect();
     (LearnedDocument { quantities, questions, notes: Vec::new() }, failures(&program, &eval))
 }
 
+/// Asks for the questions a situation most likely ends with (the paper: predictable
+/// questions are the ones sleep time helps most).
+pub const PREDICT_SYSTEM: &str = "\
+The text below is a word problem whose final question has been cut off. Write the questions it most likely ends with, most likely first, one per line, each ending with a question mark. No answers, no numbering, no other text.";
+
+/// Turns a worked solution into expressions, so the engine, not the model, does its arithmetic.
+pub const TRANSLATE_SYSTEM: &str = "\
+Rewrite the worked solution below as a small program a computer will evaluate exactly.
+Rules:
+- One definition per line: <name> = <expression>  # <meaning>
+- Every name is a new, short, descriptive snake_case word with its unit (e.g. remora_length_in, total_cost); never reuse a name.
+- First give every number from the situation and the question its own name, then write one line per step of the solution, using names defined above.
+- Use only numbers, names, + - * / ( ), min, max and round. Never write the result of a calculation yourself.
+- The last line is: answer = <expression>
+No prose, no code fences.";
+
+/// What one program-writing conversation produced.
+struct Written {
+    /// The model's replies, in order.
+    replies: Vec<String>,
+    source: Source,
+    doc: LearnedDocument,
+    failing: Vec<String>,
+}
+
+impl AidedProgram {
+    /// Ask for a program, evaluate it, and send failing lines back for up to `repair_rounds`
+    /// repairs; repaired lines replace the ones they fix.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_program(
+        &self,
+        mut messages: Vec<Message>,
+        context: &str,
+        model: &dyn ModelBackend,
+        budget: SleepBudget,
+        draft_index: usize,
+        stats: &mut SleepStats,
+        progress: &dyn SleepProgress,
+        action: &'static str,
+    ) -> Result<Written, EngineError> {
+        let mut written = Written { replies: Vec::new(), source: Source::default(), doc: LearnedDocument::default(), failing: Vec::new() };
+        for round in 0..=self.config.repair_rounds {
+            let completion = self.step(&messages, model, budget, draft_index, stats, progress, if round == 0 { action } else { "repair" }).await?;
+            written.source.merge(&completion);
+            written.replies.push(completion.clone());
+            stats.rewrites += 1;
+            let (doc, errors) = document(&written.source.text(), context);
+            written.doc = doc;
+            written.failing = errors;
+            if written.failing.is_empty() {
+                break;
+            }
+            messages.push(Message::assistant(completion));
+            messages.push(Message::user(format!(
+                "The computer could not evaluate these lines:\n{}\nRewrite only these lines, fixed, in the same format (name = expression  # meaning). Define any missing name from the situation.",
+                written.failing.join("\n")
+            )));
+        }
+        Ok(written)
+    }
+
+    /// One model call, counted and reported.
+    #[allow(clippy::too_many_arguments)]
+    async fn step(
+        &self,
+        messages: &[Message],
+        model: &dyn ModelBackend,
+        budget: SleepBudget,
+        draft_index: usize,
+        stats: &mut SleepStats,
+        progress: &dyn SleepProgress,
+        action: &'static str,
+    ) -> Result<String, EngineError> {
+        stats.steps += 1;
+        progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
+        let request = ChatRequest::new(messages.to_vec(), budget.max_tokens_per_step)
+            .with_sampling(budget.temperature, 1.0, budget.seed.map(|s| s + u64::from(stats.steps)));
+        let completion = model.complete(&request).await?;
+        // Trace level: replies quote the context, which default logs never show.
+        tracing::trace!(action, reply = %completion.text, "aided step");
+        stats.usage += completion.usage;
+        progress.event(SleepEvent::StepFinished {
+            draft: draft_index,
+            step: stats.steps,
+            completion_tokens: completion.usage.completion_tokens,
+            action,
+        });
+        Ok(completion.text)
+    }
+
+    /// Predict the likely questions, solve each by step-by-step reasoning, have the engine
+    /// redo the solution's arithmetic, and record the answers in `doc`.
+    async fn solve_likely_questions(
+        &self,
+        doc: &mut LearnedDocument,
+        context: &Context,
+        model: &dyn ModelBackend,
+        budget: SleepBudget,
+        draft_index: usize,
+        stats: &mut SleepStats,
+        progress: &dyn SleepProgress,
+    ) -> Result<(), EngineError> {
+        let text = context.text();
+        let predicted = self
+            .step(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], model, budget, draft_index, stats, progress, "predict")
+            .await?;
+        let questions = likely_questions(&predicted, self.config.solve_questions as usize);
+        for question in questions {
+            let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
+            let solution = self
+                .step(
+                    &[Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())],
+                    model,
+                    budget,
+                    draft_index,
+                    stats,
+                    progress,
+                    "solve",
+                )
+                .await?;
+            let messages = vec![
+                Message::system(TRANSLATE_SYSTEM),
+                Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
+            ];
+            let written = self.write_program(messages, text, model, budget, draft_index, stats, progress, "translate").await?;
+            let Some(answer) = final_quantity(&written) else { continue };
+            record_answer(doc, &question, answer);
+        }
+        Ok(())
+    }
+}
+
+/// The quantity a translated solution ends in: `answer`, else the name it prints (a small
+/// coder model often ends with `print(total)`), else its last derived quantity.
+fn final_quantity(written: &Written) -> Option<&Quantity> {
+    let find = |name: &str| written.doc.quantities.iter().find(|q| q.name == name);
+    find("answer")
+        .or_else(|| {
+            written.replies.iter().rev().flat_map(|r| r.lines().rev()).find_map(|line| {
+                let inner = line.trim().strip_prefix("print(")?.strip_suffix(')')?;
+                find(inner.trim())
+            })
+        })
+        .or_else(|| written.doc.quantities.iter().rev().find(|q| !q.given))
+}
+
+/// The first `n` distinct questions of a prediction reply.
+fn likely_questions(reply: &str, n: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in reply.lines() {
+        let q = line.trim().trim_start_matches(|c: char| c.is_ascii_digit() || matches!(c, '.' | ')' | '-' | '*' | '#' | ' '));
+        let q = q.strip_prefix("Q:").unwrap_or(q).trim();
+        if q.ends_with('?') && q.len() > 8 && !out.iter().any(|o| o == q) {
+            out.push(q.to_owned());
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+/// Record a solved question: linked to an existing quantity of the same value (two
+/// independent derivations agree), or as a new quantity named after the question.
+fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity) {
+    let existing = doc
+        .quantities
+        .iter()
+        .filter(|q| (q.number - answer.number).abs() <= 1e-9 * answer.number.abs().max(1.0))
+        .min_by_key(|q| q.given)
+        .map(|q| q.name.clone());
+    let name = existing.unwrap_or_else(|| {
+        let base = name_for(question);
+        let mut name = base.clone();
+        let mut i = 2;
+        while doc.quantities.iter().any(|q| q.name == name) {
+            name = format!("{base}_{i}");
+            i += 1;
+        }
+        doc.quantities.push(Quantity {
+            name: name.clone(),
+            description: format!("answer to: {question}"),
+            expression: answer.value.clone(),
+            value: answer.value.clone(),
+            number: answer.number,
+            given: false,
+        });
+        name
+    });
+    doc.questions.retain(|q| q.question != question);
+    // Solved questions come first: they are the ones the program expects most.
+    let at = doc.questions.iter().take_while(|q| q.solved).count();
+    doc.questions.insert(at, AnticipatedQuestion { question: question.to_owned(), quantity: name, answer: answer.value.clone(), solved: true });
+}
+
+/// `answer_<first content words of the question>`.
+fn name_for(question: &str) -> String {
+    const SKIP: &[&str] = &["how", "many", "much", "what", "is", "are", "the", "a", "an", "of", "does", "do", "did", "will", "would", "in", "to", "if", "be", "can", "for"];
+    let words: Vec<String> = question
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| !w.is_empty() && !SKIP.contains(&w.as_str()))
+        .take(4)
+        .collect();
+    if words.is_empty() { "answer_question".to_owned() } else { format!("answer_{}", words.join("_")) }
+}
+
 #[async_trait]
 impl SleepProgram for AidedProgram {
     fn id(&self) -> ProgramRef {
-        ProgramRef { name: "aided".into(), version: 2, params: format!("repair_rounds={}", self.config.repair_rounds) }
+        let mut params = format!("repair_rounds={}", self.config.repair_rounds);
+        if self.config.solve_questions > 0 {
+            params.push_str(&format!(",solve_questions={}", self.config.solve_questions));
+        }
+        ProgramRef { name: "aided".into(), version: 2, params }
     }
 
     async fn run(
@@ -175,41 +389,16 @@ impl SleepProgram for AidedProgram {
     ) -> Result<Draft, EngineError> {
         let started = Instant::now();
         let mut stats = SleepStats::default();
-        let mut messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
-        let mut source = Source::default();
-        let mut failing = Vec::new();
-        let mut doc = LearnedDocument::default();
-        for round in 0..=self.config.repair_rounds {
-            stats.steps += 1;
-            progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
-            let request = ChatRequest::new(messages.clone(), budget.max_tokens_per_step)
-                .with_sampling(budget.temperature, 1.0, budget.seed.map(|s| s + u64::from(stats.steps)));
-            let completion = model.complete(&request).await?;
-            stats.usage += completion.usage;
-            source.merge(&completion.text);
-            stats.rewrites += 1;
-            let (round_doc, errors) = document(&source.text(), context.text());
-            doc = round_doc;
-            progress.event(SleepEvent::StepFinished {
-                draft: draft_index,
-                step: stats.steps,
-                completion_tokens: completion.usage.completion_tokens,
-                action: if round == 0 { "write" } else { "repair" },
-            });
-            failing = errors;
-            if failing.is_empty() {
-                stats.finished = true;
-                break;
-            }
-            messages.push(Message::assistant(completion.text));
-            messages.push(Message::user(format!(
-                "The computer could not evaluate these lines:\n{}\nRewrite only these lines, fixed, in the same format (name = expression  # meaning). Define any missing name from the situation.",
-                failing.join("\n")
-            )));
-        }
+        let messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
+        let Written { mut doc, failing, .. } =
+            self.write_program(messages, context.text(), model, budget, draft_index, &mut stats, progress, "write").await?;
+        stats.finished = failing.is_empty();
         stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
         if !failing.is_empty() {
             doc.notes.push(format!("{} quantities could not be computed and were dropped", failing.len()));
+        }
+        if self.config.solve_questions > 0 {
+            self.solve_likely_questions(&mut doc, context, model, budget, draft_index, &mut stats, progress).await?;
         }
         stats.seconds = started.elapsed().as_secs_f64();
         progress.event(SleepEvent::DraftFinished { draft: draft_index });

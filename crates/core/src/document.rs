@@ -26,6 +26,10 @@ pub struct AnticipatedQuestion {
     /// The quantity holding the answer.
     pub quantity: String,
     pub answer: String,
+    /// Predicted and solved by step-by-step reasoning at sleep time (its arithmetic redone
+    /// by the engine), rather than only named by the program.
+    #[serde(default)]
+    pub solved: bool,
 }
 
 /// The typed form of `c'`.

@@ -5,7 +5,9 @@
 //!   [`SleepProgram`] wrote about it while no query was waiting, bound to the context's hash,
 //!   the program and the model.
 //! - [`RethinkProgram`] is the paper's sleep-time program (rewrite a memory block up to 10
-//!   times, then finish); [`learn`] runs `k` drafts of any program and combines them.
+//!   times, then finish); [`AidedProgram`] has the model write expressions the engine
+//!   computes; [`ProgramChoice`] names the shipped programs; [`learn`] runs `k` drafts of any
+//!   program and combines them.
 //! - [`Answerer`] answers a question from `c`, `c'` or both at a verbosity level and token
 //!   budget, with budget forcing, and reports usage and latency for every answer.
 //!
@@ -14,6 +16,7 @@
 
 mod aided;
 mod answer;
+mod choice;
 mod context;
 mod document;
 mod error;
@@ -26,7 +29,8 @@ mod rethink;
 mod route;
 mod solve;
 
-pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM};
+pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM, PREDICT_SYSTEM, TRANSLATE_SYSTEM};
+pub use choice::{ProgramChoice, ProgramSettings};
 pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
 pub use context::{Context, ContextHash};
 pub use document::{AnticipatedQuestion, LearnedDocument, Quantity};

@@ -1,6 +1,6 @@
 //! Program-aided sleep time: the engine computes, repairs, drops, and merges.
 
-use sleeptime_core::{learn, AidedProgram, Combine, Context, LearnConfig, NoProgress, SleepBudget, SleepProgram};
+use sleeptime_core::{learn, AidedConfig, AidedProgram, Combine, Context, LearnConfig, NoProgress, SleepBudget, SleepProgram};
 use sleeptime_model::scripted::{Reply, ScriptedBackend};
 
 const ELENA: &str = "Elena has 67 window ledges with 11 potted plants on each. She buys 37 new plants and 180 discounted plants. She gives away 5 plants from each ledge.";
@@ -107,4 +107,40 @@ async fn program_aided_answers_are_computed_by_the_engine() {
     let a = solve_with_program(&model, "ctx", None, "q?", 100).await.expect("solve");
     assert_eq!(a.number, None);
     assert!(a.error.is_some());
+}
+
+/// The solve stage: predicted questions are solved step by step, the engine redoes the
+/// solution's arithmetic, and the answer is linked to a quantity of the same value or added.
+#[tokio::test]
+async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engine() {
+    let context = "Kenji picks 82 coconuts on Friday and 3 times as many on Saturday.";
+    let model = ScriptedBackend::new()
+        .on("final question has been cut off", "1. How many coconuts does Kenji pick in total?\n2. How many coconuts does Kenji pick on Saturday?\n3. Unused?")
+        .on_seq(
+            "Rewrite the worked solution",
+            vec![
+                // The solution says 82 + 246 = 318; the engine computes 328.
+                Reply::Text("friday = 82\nsaturday = 3 * friday\nanswer = friday + saturday  # total".into()),
+                // No `answer` line: the printed name is the answer.
+                Reply::Text("saturday = 3 * 82  # Saturday\nprint(saturday)".into()),
+            ],
+        )
+        .on("expert reasoning explanation system", "Saturday is 3 * 82 = 246. Total 82 + 246 = 318. The answer is 318.")
+        .on("Situation:", "friday = 82  # Friday coconuts\nsaturday = friday * 3  # Saturday coconuts\n# Q: How many on Saturday? -> saturday");
+    let program = AidedProgram::new(AidedConfig { repair_rounds: 1, solve_questions: 2 });
+    let draft = program.run(&Context::new(context).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+    let total = doc.quantities.iter().find(|q| q.name == "answer_coconuts_kenji_pick_total").expect("a new quantity for the total");
+    assert_eq!(total.value, "328", "the engine's sum, not the solution's 318");
+    assert!(total.description.contains("How many coconuts does Kenji pick in total?"));
+    // The Saturday answer equals a quantity the program already computed: linked, not added.
+    assert_eq!(doc.quantities.len(), 3, "{:?}", doc.quantities);
+    let solved: Vec<_> = doc.questions.iter().filter(|q| q.solved).map(|q| (q.quantity.as_str(), q.answer.as_str())).collect();
+    assert_eq!(solved, vec![("answer_coconuts_kenji_pick_total", "328"), ("saturday", "246")]);
+    assert_eq!(doc.questions.len(), 3, "the program's own question stays, after the solved ones");
+    assert!(draft.text.contains("How many coconuts does Kenji pick in total? Answer: 328"), "{}", draft.text);
+    // write, predict, then solve + translate for each of the two questions (no repairs needed).
+    assert_eq!(draft.stats.steps, 6);
+    assert_eq!(program.id().params, "repair_rounds=1,solve_questions=2");
+    assert_eq!(AidedProgram::default().id().params, "repair_rounds=2", "no solve stage, same id as before");
 }

@@ -1,6 +1,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use sleeptime_core::{ProgramChoice, ProgramSettings};
+
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -99,32 +101,38 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// Which sleep program writes the learned contexts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SleepProgramKind {
-    /// The paper's: the model rewrites a prose memory block (up to `max_rethinks` times).
-    #[default]
-    Rethink,
-    /// Program-aided: the model writes named expressions, the engine computes every value;
-    /// k drafts are merged quantity by quantity.
-    Aided,
-}
-
 /// The sleep program's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SleepConfig {
-    pub program: SleepProgramKind,
+    /// Which sleep program writes the learned contexts.
+    pub program: ProgramChoice,
     /// Parallel drafts.
     pub k: usize,
     pub max_rethinks: u32,
     /// Aided program: rounds in which failing expressions go back to the model.
     pub repair_rounds: u32,
+    /// Aided-solve program: likely questions predicted and solved.
+    pub solve_questions: u32,
     pub max_tokens_per_step: u32,
+}
+
+impl SleepConfig {
+    /// The settings the engine's programs take.
+    pub fn program_settings(&self) -> ProgramSettings {
+        ProgramSettings { max_rethinks: self.max_rethinks, repair_rounds: self.repair_rounds, solve_questions: self.solve_questions }
+    }
 }
 
 impl Default for SleepConfig {
     fn default() -> Self {
-        Self { program: SleepProgramKind::Rethink, k: 1, max_rethinks: 10, repair_rounds: 2, max_tokens_per_step: 768 }
+        Self {
+            program: ProgramChoice::Rethink,
+            k: 1,
+            max_rethinks: 10,
+            repair_rounds: 2,
+            solve_questions: ProgramSettings::default().solve_questions,
+            max_tokens_per_step: 768,
+        }
     }
 }
 

@@ -37,7 +37,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    AnswerDefaults, ApiKeyConfig, AuthConfig, Role, SchedulerConfig, ServerConfig, SleepConfig, SleepProgramKind,
+    AnswerDefaults, ApiKeyConfig, AuthConfig, ProgramChoice, ProgramSettings, Role, SchedulerConfig, ServerConfig,
+    SleepConfig,
 };
 pub use error::ApiError;
 pub use gate::{QueryGate, QueryGuard, SleepBackend};

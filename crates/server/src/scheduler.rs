@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sleeptime_core::{
-    learn, AidedConfig, AidedProgram, AnswerConfig, AnswerInput, Answerer, Combine, Context, EngineError, LearnConfig,
-    RethinkConfig, RethinkProgram, SleepBudget, SleepEvent, SleepProgram, SleepProgress, Verbosity,
+    learn, AnswerConfig, AnswerInput, Answerer, Context, EngineError, LearnConfig, SleepBudget, SleepEvent,
+    SleepProgress, Verbosity,
 };
 use sleeptime_model::{ModelErrorKind, Usage};
 use sleeptime_store::{
@@ -18,7 +18,6 @@ use sleeptime_store::{
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::SleepProgramKind;
 use crate::gate::{SleepBackend, BUDGET_EXHAUSTED};
 use crate::state::AppState;
 
@@ -280,18 +279,10 @@ async fn run_job_inner(
     let answer_cfg = answer_config(state.config.answer.verbosity, state.config.answer.budget);
     let work = async {
         let context = Context::new(text.clone())?;
-        let (program, combine): (Box<dyn SleepProgram>, Combine) = match sleep_cfg.program {
-            SleepProgramKind::Rethink => (
-                Box::new(RethinkProgram::new(RethinkConfig { max_rethinks: sleep_cfg.max_rethinks, ..RethinkConfig::default() })),
-                Combine::Concatenate,
-            ),
-            SleepProgramKind::Aided => {
-                (Box::new(AidedProgram::new(AidedConfig { repair_rounds: sleep_cfg.repair_rounds })), Combine::Merge)
-            }
-        };
+        let program = sleep_cfg.program.build(&sleep_cfg.program_settings());
         let learn_cfg = LearnConfig {
             k: sleep_cfg.k.max(1),
-            combine,
+            combine: sleep_cfg.program.combine(),
             budget: SleepBudget { max_tokens_per_step: sleep_cfg.max_tokens_per_step, ..SleepBudget::default() },
             ..LearnConfig::default()
         };

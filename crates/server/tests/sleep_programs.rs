@@ -7,7 +7,7 @@ use common::{start, Options, ALICE};
 use reqwest::StatusCode;
 use serde_json::json;
 use sleeptime_model::scripted::ScriptedBackend;
-use sleeptime_server::SleepProgramKind;
+use sleeptime_server::ProgramChoice;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aided_program_stores_engine_computed_quantities_and_answers_from_them() {
@@ -18,7 +18,7 @@ async fn aided_program_stores_engine_computed_quantities_and_answers_from_them()
         .on("Quantities (every value computed exactly", "The answer is 6.")
         .fallback("The answer is 0.");
     let mut opts = Options { scripted, ..Options::default() };
-    opts.config.sleep.program = SleepProgramKind::Aided;
+    opts.config.sleep.program = ProgramChoice::Aided;
     let mut h = start(opts).await;
     let id = h.create(ALICE, "Alice has 3 apples. She doubles them.").await["id"].as_str().expect("id").to_owned();
 
