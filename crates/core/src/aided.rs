@@ -182,35 +182,59 @@ No prose, no code fences.";
 struct Written {
     /// The model's replies, in order.
     replies: Vec<String>,
-    source: Source,
     doc: LearnedDocument,
     failing: Vec<String>,
+}
+
+/// One draft's model calls: each is counted into `stats` and reported to `progress`.
+struct Steps<'a> {
+    model: &'a dyn ModelBackend,
+    budget: SleepBudget,
+    draft: usize,
+    progress: &'a dyn SleepProgress,
+    stats: SleepStats,
+}
+
+impl Steps<'_> {
+    /// One model call.
+    async fn call(&mut self, messages: &[Message], action: &'static str) -> Result<String, EngineError> {
+        self.stats.steps += 1;
+        let step = self.stats.steps;
+        self.progress.event(SleepEvent::StepStarted { draft: self.draft, step });
+        let request = ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step)
+            .with_sampling(self.budget.temperature, 1.0, self.budget.seed.map(|s| s + u64::from(step)));
+        let completion = self.model.complete(&request).await?;
+        // Trace level: replies quote the context, which default logs never show.
+        tracing::trace!(action, reply = %completion.text, "aided step");
+        self.stats.usage += completion.usage;
+        self.progress.event(SleepEvent::StepFinished {
+            draft: self.draft,
+            step,
+            completion_tokens: completion.usage.completion_tokens,
+            action,
+        });
+        Ok(completion.text)
+    }
 }
 
 impl AidedProgram {
     /// Ask for a program, evaluate it, and send failing lines back for up to `repair_rounds`
     /// repairs; repaired lines replace the ones they fix.
-    #[allow(clippy::too_many_arguments)]
     async fn write_program(
         &self,
+        steps: &mut Steps<'_>,
         mut messages: Vec<Message>,
         context: &str,
-        model: &dyn ModelBackend,
-        budget: SleepBudget,
-        draft_index: usize,
-        stats: &mut SleepStats,
-        progress: &dyn SleepProgress,
         action: &'static str,
     ) -> Result<Written, EngineError> {
-        let mut written = Written { replies: Vec::new(), source: Source::default(), doc: LearnedDocument::default(), failing: Vec::new() };
+        let mut source = Source::default();
+        let mut written = Written { replies: Vec::new(), doc: LearnedDocument::default(), failing: Vec::new() };
         for round in 0..=self.config.repair_rounds {
-            let completion = self.step(&messages, model, budget, draft_index, stats, progress, if round == 0 { action } else { "repair" }).await?;
-            written.source.merge(&completion);
+            let completion = steps.call(&messages, if round == 0 { action } else { "repair" }).await?;
+            source.merge(&completion);
             written.replies.push(completion.clone());
-            stats.rewrites += 1;
-            let (doc, errors) = document(&written.source.text(), context);
-            written.doc = doc;
-            written.failing = errors;
+            steps.stats.rewrites += 1;
+            (written.doc, written.failing) = document(&source.text(), context);
             if written.failing.is_empty() {
                 break;
             }
@@ -223,70 +247,26 @@ impl AidedProgram {
         Ok(written)
     }
 
-    /// One model call, counted and reported.
-    #[allow(clippy::too_many_arguments)]
-    async fn step(
-        &self,
-        messages: &[Message],
-        model: &dyn ModelBackend,
-        budget: SleepBudget,
-        draft_index: usize,
-        stats: &mut SleepStats,
-        progress: &dyn SleepProgress,
-        action: &'static str,
-    ) -> Result<String, EngineError> {
-        stats.steps += 1;
-        progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
-        let request = ChatRequest::new(messages.to_vec(), budget.max_tokens_per_step)
-            .with_sampling(budget.temperature, 1.0, budget.seed.map(|s| s + u64::from(stats.steps)));
-        let completion = model.complete(&request).await?;
-        // Trace level: replies quote the context, which default logs never show.
-        tracing::trace!(action, reply = %completion.text, "aided step");
-        stats.usage += completion.usage;
-        progress.event(SleepEvent::StepFinished {
-            draft: draft_index,
-            step: stats.steps,
-            completion_tokens: completion.usage.completion_tokens,
-            action,
-        });
-        Ok(completion.text)
-    }
-
     /// Predict the likely questions, solve each by step-by-step reasoning, have the engine
     /// redo the solution's arithmetic, and record the answers in `doc`.
     async fn solve_likely_questions(
         &self,
+        steps: &mut Steps<'_>,
         doc: &mut LearnedDocument,
         context: &Context,
-        model: &dyn ModelBackend,
-        budget: SleepBudget,
-        draft_index: usize,
-        stats: &mut SleepStats,
-        progress: &dyn SleepProgress,
     ) -> Result<(), EngineError> {
         let text = context.text();
-        let predicted = self
-            .step(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], model, budget, draft_index, stats, progress, "predict")
-            .await?;
-        let questions = likely_questions(&predicted, self.config.solve_questions as usize);
-        for question in questions {
+        let predicted = steps.call(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], "predict").await?;
+        for question in likely_questions(&predicted, self.config.solve_questions as usize) {
             let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
-            let solution = self
-                .step(
-                    &[Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())],
-                    model,
-                    budget,
-                    draft_index,
-                    stats,
-                    progress,
-                    "solve",
-                )
+            let solution = steps
+                .call(&[Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())], "solve")
                 .await?;
             let messages = vec![
                 Message::system(TRANSLATE_SYSTEM),
                 Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
             ];
-            let written = self.write_program(messages, text, model, budget, draft_index, stats, progress, "translate").await?;
+            let written = self.write_program(steps, messages, text, "translate").await?;
             let Some(answer) = final_quantity(&written) else { continue };
             record_answer(doc, &question, answer);
         }
@@ -388,18 +368,18 @@ impl SleepProgram for AidedProgram {
         progress: &dyn SleepProgress,
     ) -> Result<Draft, EngineError> {
         let started = Instant::now();
-        let mut stats = SleepStats::default();
+        let mut steps = Steps { model, budget, draft: draft_index, progress, stats: SleepStats::default() };
         let messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
-        let Written { mut doc, failing, .. } =
-            self.write_program(messages, context.text(), model, budget, draft_index, &mut stats, progress, "write").await?;
-        stats.finished = failing.is_empty();
-        stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
+        let Written { mut doc, failing, .. } = self.write_program(&mut steps, messages, context.text(), "write").await?;
+        steps.stats.finished = failing.is_empty();
+        steps.stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
         if !failing.is_empty() {
             doc.notes.push(format!("{} quantities could not be computed and were dropped", failing.len()));
         }
         if self.config.solve_questions > 0 {
-            self.solve_likely_questions(&mut doc, context, model, budget, draft_index, &mut stats, progress).await?;
+            self.solve_likely_questions(&mut steps, &mut doc, context).await?;
         }
+        let mut stats = steps.stats;
         stats.seconds = started.elapsed().as_secs_f64();
         progress.event(SleepEvent::DraftFinished { draft: draft_index });
         Ok(Draft { text: doc.render(), seed: budget.seed, stats, document: Some(doc) })
