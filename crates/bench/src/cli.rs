@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// Budgets of the other layouts at k = 1.
     #[arg(long)]
     pub secondary_budgets: Option<String>,
+    /// Budgets answered by one engine-evaluated formula (with each program's c' and
+    /// without); `''` for none.
+    #[arg(long)]
+    pub formula_budgets: Option<String>,
     /// Drafts per learned context, e.g. 1,2,5,10.
     #[arg(long)]
     pub ks: Option<String>,
@@ -374,6 +378,9 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
     if let Some(b) = &args.secondary_budgets {
         spec.secondary_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
     }
+    if let Some(b) = &args.formula_budgets {
+        spec.formula_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+    }
     if let Some(k) = &args.ks {
         spec.ks = parse_list(k, "k")?;
     }
@@ -390,16 +397,16 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
         spec.samples = s;
     }
     if let Some(v) = args.max_rethinks {
-        spec.sleep.max_rethinks = v;
+        spec.sleep.program.max_rethinks = v;
     }
     if let Some(v) = args.max_step_tokens {
         spec.sleep.max_tokens_per_step = v;
     }
     if let Some(v) = args.solve_questions {
-        spec.sleep.solve_questions = v;
+        spec.sleep.program.solve_questions = v;
     }
     if let Some(v) = args.repair_rounds {
-        spec.sleep.repair_rounds = v;
+        spec.sleep.program.repair_rounds = v;
     }
     if let Some(extra) = args.multi_query {
         let mut mq = spec.multi_query.clone().unwrap_or_default();

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sleeptime_core::{
-    learn, parse, route, solve_with_program, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    answer_with_program, learn, parse, route, ProgramStyle, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
     Context, LearnConfig, LearnedContext, NoProgress, Route, RouteConfig, SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
@@ -469,7 +469,7 @@ impl Shared<'_> {
             .set_message(format!("{context_id} sleep {sleeper}"));
         let ctx = Context::new(context)?;
         let settings = &self.spec.sleep;
-        let program = sleeper.program.build(&settings.program_settings());
+        let program = sleeper.program.build(&settings.program);
         let config = LearnConfig {
             k: sleeper.k,
             budget: SleepBudget {
@@ -694,34 +694,12 @@ impl Shared<'_> {
                 Ok(())
             }
             Condition::Program { sleeper } => {
-                let learned = match sleeper {
-                    Some(s) => {
-                        let l = self.learned(state, context_id, context, *s).await?;
-                        rec.sleep = Some(l.record(*s, problem.answer));
-                        Some(l)
-                    }
-                    None => None,
-                };
-                let meter = Meter::new(self.model.clone());
-                let text = learned.as_ref().and_then(|l| l.text());
-                let answer =
-                    solve_with_program(&meter, context, text, question, self.spec.pal_max_tokens)
-                        .await?;
-                rec.answer = answer.number;
-                rec.correct = answer
-                    .number
-                    .is_some_and(|n| parse::numbers_match(n, rec.gold));
-                rec.usage = answer.usage;
-                rec.calls = u32::try_from(meter.calls().len()).unwrap_or(u32::MAX);
-                rec.latency_s = meter.seconds();
-                rec.ttft_s = meter.time_to_first_token();
-                if let Some(l) = &learned {
-                    let values = l.values();
-                    rec.answer_in_learned = rec
-                        .answer
-                        .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
-                }
-                Ok(())
+                self.answer_with_program(state, context_id, problem, *sleeper, ProgramStyle::Program, self.spec.pal_max_tokens, rec)
+                    .await
+            }
+            Condition::Formula { sleeper, budget } => {
+                self.answer_with_program(state, context_id, problem, *sleeper, ProgramStyle::Formula, budget.max_tokens, rec)
+                    .await
             }
             Condition::Score => {
                 let prefix = if context.is_empty() {
@@ -736,5 +714,55 @@ impl Shared<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Program-aided answering (a whole program or one formula) with `sleeper`'s `c'` or
+    /// without; the engine computes the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_with_program(
+        &self,
+        state: &mut GroupState,
+        context_id: &str,
+        problem: &Problem,
+        sleeper: Option<Sleeper>,
+        style: ProgramStyle,
+        max_tokens: u32,
+        rec: &mut Record,
+    ) -> anyhow::Result<()> {
+        let learned = match sleeper {
+            Some(s) => {
+                let l = self.learned(state, context_id, problem.context.trim(), s).await?;
+                rec.sleep = Some(l.record(s, problem.answer));
+                Some(l)
+            }
+            None => None,
+        };
+        let meter = Meter::new(self.model.clone());
+        let text = learned.as_ref().and_then(|l| l.text());
+        let answer = answer_with_program(
+            &meter,
+            style,
+            problem.context.trim(),
+            text,
+            problem.question.trim(),
+            max_tokens,
+        )
+        .await?;
+        rec.answer = answer.number;
+        rec.correct = answer
+            .number
+            .is_some_and(|n| parse::numbers_match(n, rec.gold));
+        rec.hit_cap = answer.hit_cap;
+        rec.usage = answer.usage;
+        rec.calls = u32::try_from(meter.calls().len()).unwrap_or(u32::MAX);
+        rec.latency_s = meter.seconds();
+        rec.ttft_s = meter.time_to_first_token();
+        if let Some(l) = &learned {
+            let values = l.values();
+            rec.answer_in_learned = rec
+                .answer
+                .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
+        }
+        Ok(())
     }
 }

@@ -208,13 +208,21 @@ pub enum Condition {
     /// Program-aided answering at test time (the model writes expressions, the engine
     /// computes them), without `c'` (the fair test-time baseline) or with it.
     Program { sleeper: Option<Sleeper> },
+    /// One formula at `budget`'s token cap, evaluated by the engine: over the question's
+    /// numbers and `c'`'s quantity names (with `sleeper`), or over `c + q` alone (the same
+    /// tool at the same budget without sleep time).
+    Formula {
+        sleeper: Option<Sleeper>,
+        budget: Budget,
+    },
     /// Predictability: log P(q | c) under the scoring model.
     Score,
 }
 
 impl Condition {
     /// Stable id, the key of results: `baseline/v0`, `rethink/k1/full/v2`,
-    /// `baseline/v0/s3`, `pal`, `aided/k1/pal`, `score`, with `/cold` for cold prefills.
+    /// `baseline/v0/s3`, `pal`, `aided/k1/pal`, `formula/v0`, `aided/k1/formula/v0`, `score`,
+    /// with `/cold` for cold prefills.
     pub fn id(&self) -> String {
         match self {
             Condition::Baseline { budget, cold } => {
@@ -235,6 +243,8 @@ impl Condition {
             }
             Condition::Program { sleeper: None } => "pal".into(),
             Condition::Program { sleeper: Some(s) } => format!("{s}/pal"),
+            Condition::Formula { sleeper: None, budget } => format!("formula/{budget}"),
+            Condition::Formula { sleeper: Some(s), budget } => format!("{s}/formula/{budget}"),
             Condition::Score => "score".into(),
         }
     }
@@ -259,6 +269,8 @@ impl Condition {
                     if *cold { "/cold" } else { "" }
                 )
             }
+            Condition::Formula { sleeper: None, .. } => "formula".into(),
+            Condition::Formula { sleeper: Some(s), .. } => format!("{s}/formula"),
             other => other.id(),
         }
     }
@@ -267,7 +279,8 @@ impl Condition {
         match self {
             Condition::Baseline { budget, .. }
             | Condition::Sample { budget, .. }
-            | Condition::Sleep { budget, .. } => Some(*budget),
+            | Condition::Sleep { budget, .. }
+            | Condition::Formula { budget, .. } => Some(*budget),
             _ => None,
         }
     }
@@ -275,7 +288,7 @@ impl Condition {
     pub fn sleeper(&self) -> Option<Sleeper> {
         match self {
             Condition::Sleep { sleeper, .. } => Some(*sleeper),
-            Condition::Program { sleeper } => *sleeper,
+            Condition::Program { sleeper } | Condition::Formula { sleeper, .. } => *sleeper,
             _ => None,
         }
     }
@@ -299,6 +312,7 @@ impl Condition {
             Condition::Baseline { .. }
                 | Condition::Sample { .. }
                 | Condition::Program { sleeper: None }
+                | Condition::Formula { sleeper: None, .. }
         )
     }
 }
@@ -442,15 +456,12 @@ pub struct ProgramSpec {
 /// Settings of the sleep programs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SleepSettings {
-    /// Rethink: most memory rewrites per draft (the paper allows up to 10).
-    pub max_rethinks: u32,
+    /// Rethink's rewrites per draft (the paper allows up to 10), aided's repair rounds and
+    /// aided-solve's solved questions; flat in the manifest, as before they were grouped.
+    #[serde(flatten)]
+    pub program: sleeptime_core::ProgramSettings,
     /// Most completion tokens per sleep-time model call.
     pub max_tokens_per_step: u32,
-    /// Aided: repair rounds for lines the engine could not evaluate.
-    pub repair_rounds: u32,
-    /// Aided-solve: likely questions predicted and solved per draft.
-    #[serde(default = "default_solve_questions")]
-    pub solve_questions: u32,
     /// Temperature of the drafts when k > 1 (k = 1 is greedy).
     pub sampled_temperature: f32,
 }
@@ -458,26 +469,9 @@ pub struct SleepSettings {
 impl Default for SleepSettings {
     fn default() -> Self {
         Self {
-            max_rethinks: 3,
+            program: sleeptime_core::ProgramSettings { max_rethinks: 3, ..Default::default() },
             max_tokens_per_step: 512,
-            repair_rounds: 2,
-            solve_questions: default_solve_questions(),
             sampled_temperature: 0.7,
-        }
-    }
-}
-
-fn default_solve_questions() -> u32 {
-    sleeptime_core::ProgramSettings::default().solve_questions
-}
-
-impl SleepSettings {
-    /// The settings the engine's programs take.
-    pub fn program_settings(&self) -> sleeptime_core::ProgramSettings {
-        sleeptime_core::ProgramSettings {
-            max_rethinks: self.max_rethinks,
-            repair_rounds: self.repair_rounds,
-            solve_questions: self.solve_questions,
         }
     }
 }
@@ -555,6 +549,10 @@ pub struct ExperimentSpec {
     /// Program-aided test-time answering: without `c'` (baseline) and with the aided `c'`.
     pub program_aided: bool,
     pub pal_max_tokens: u32,
+    /// Budgets at which questions are answered by one engine-evaluated formula, with each
+    /// program's `c'` (k = 1) and without (older manifests: none).
+    #[serde(default)]
+    pub formula_budgets: Vec<Budget>,
     /// Sampled answers per problem for pass@k and majority vote, at `sample_budgets`.
     pub samples: u32,
     pub sample_budgets: Vec<Budget>,
@@ -604,6 +602,7 @@ impl ExperimentSpec {
             k_contexts: Some(20),
             program_aided: true,
             pal_max_tokens: 384,
+            formula_budgets: vec![Budget::level(0)],
             samples: 8,
             sample_budgets: vec![Budget::level(0)],
             sample_temperature: 0.7,
@@ -724,6 +723,21 @@ impl ExperimentSpec {
                         program: p.program,
                         k: 1,
                     }),
+                });
+            }
+        }
+        for &budget in &self.formula_budgets {
+            out.push(Condition::Formula {
+                sleeper: None,
+                budget,
+            });
+            for p in &self.programs {
+                out.push(Condition::Formula {
+                    sleeper: Some(Sleeper {
+                        program: p.program,
+                        k: 1,
+                    }),
+                    budget,
                 });
             }
         }
@@ -891,7 +905,7 @@ pub fn preset(name: &str) -> Option<ExperimentSpec> {
         }
         "smoke" => {
             let mut spec = ExperimentSpec::new(generated(Split::Symbolic, 3));
-            spec.sleep.max_rethinks = 2;
+            spec.sleep.program.max_rethinks = 2;
             spec.budgets = vec![Budget::level(0), Budget::level(4)];
             spec.sleep_budgets = spec.budgets.clone();
             spec.secondary_budgets = vec![Budget::level(0)];
@@ -902,5 +916,28 @@ pub fn preset(name: &str) -> Option<ExperimentSpec> {
             Some(spec)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SleepSettings;
+
+    #[test]
+    fn sleep_settings_keep_the_flat_manifest_shape_and_read_older_manifests() {
+        let settings = SleepSettings::default();
+        let json = serde_json::to_value(&settings).expect("serialise");
+        for key in ["max_rethinks", "repair_rounds", "solve_questions", "max_tokens_per_step"] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        // A manifest written before aided-solve has no `solve_questions`.
+        let older: SleepSettings = serde_json::from_str(
+            r#"{"max_rethinks":5,"max_tokens_per_step":256,"repair_rounds":1,"sampled_temperature":0.5}"#,
+        )
+        .expect("older manifest");
+        assert_eq!(older.program.max_rethinks, 5);
+        assert_eq!(older.program.repair_rounds, 1);
+        assert_eq!(older.program.solve_questions, 2);
+        assert_eq!(older.max_tokens_per_step, 256);
     }
 }

@@ -106,6 +106,16 @@ async fn end_to_end_records_manifest_and_no_dataset_text() {
     // Program-aided test time computes 6 * 6.
     assert_eq!(get(&m, "3", "pal").answer, Some(36.0));
     assert!(get(&m, "3", "aided/k1/pal").sleep.is_some());
+    // One formula at v0: the engine's 36, not the reply's claimed 30; with the aided c' the
+    // formula names a quantity, which Ann's c' does not define (no answer, not a guess).
+    let formula = get(&m, "1", "formula/v0");
+    assert!(formula.correct && formula.answer == Some(36.0) && formula.sleep.is_none());
+    assert!(formula.usage.completion_tokens > 0 && !formula.hit_cap);
+    let over_learned = get(&m, "1", "aided/k1/formula/v0");
+    assert!(over_learned.correct && over_learned.answer_in_learned == Some(true));
+    assert!(over_learned.sleep.is_some());
+    assert_eq!(get(&m, "2", "aided/k1/formula/v0").answer, None);
+    assert!(m.contains_key(&("3".into(), "rethink/k1/formula/v0".into())));
     // Context-only ablation and cold prefills exist where planned.
     assert!(m.contains_key(&("1".into(), "rethink/k1/context-only/v0".into())));
     assert!(m.contains_key(&("1".into(), "baseline/v0/cold".into())));
@@ -242,6 +252,7 @@ async fn failed_conditions_are_recorded_and_retried() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spec = common::spec(common::write_dataset(dir.path()));
     spec.programs.clear();
+    spec.formula_budgets.clear();
     spec.samples = 0;
     spec.predictability = false;
     spec.cold_problems = 0;

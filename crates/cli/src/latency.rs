@@ -142,7 +142,7 @@ pub async fn run(backend_args: &BackendArgs, args: LatencyArgs) -> Result<()> {
     config.scheduler.poll = Duration::from_millis(200);
     config.scheduler.concurrency = 1;
     config.scheduler.lease = Duration::from_secs(600);
-    config.sleep.max_rethinks = args.max_rethinks;
+    config.sleep.settings.max_rethinks = args.max_rethinks;
     config.answer.budget = args.budget;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = Server::start(config, model, store, listener).await?;

@@ -109,9 +109,9 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
         },
     };
     config.sleep.k = args.k.max(1);
-    config.sleep.max_rethinks = args.max_rethinks;
-    config.sleep.repair_rounds = args.repair_rounds;
-    config.sleep.solve_questions = args.solve_questions;
+    config.sleep.settings.max_rethinks = args.max_rethinks;
+    config.sleep.settings.repair_rounds = args.repair_rounds;
+    config.sleep.settings.solve_questions = args.solve_questions;
     config.sleep.program = args.sleep_program;
 
     let store: Arc<dyn Store> = match &args.database {

@@ -22,15 +22,22 @@ pub enum ProgramChoice {
     AidedSolve,
 }
 
-/// The settings the shipped programs take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The settings the shipped programs take. Serialised flat, so that a service's or a
+/// benchmark's configuration can embed it without changing its own field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProgramSettings {
     /// Rethink: most memory rewrites.
     pub max_rethinks: u32,
     /// Aided: rounds in which failing expressions go back to the model.
     pub repair_rounds: u32,
-    /// AidedSolve: questions predicted and solved.
+    /// AidedSolve: questions predicted and solved (absent in configurations written before
+    /// the program existed).
+    #[serde(default = "default_solve_questions")]
     pub solve_questions: u32,
+}
+
+fn default_solve_questions() -> u32 {
+    ProgramSettings::default().solve_questions
 }
 
 impl Default for ProgramSettings {

@@ -40,4 +40,4 @@ pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
 pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
 pub use rethink::{RethinkConfig, RethinkProgram};
 pub use route::{route, Route, RouteConfig};
-pub use solve::{solve_with_program, ProgramAnswer, SOLVE_SYSTEM};
+pub use solve::{answer_with_program, solve_with_program, ProgramAnswer, ProgramStyle, FORMULA_SYSTEM, SOLVE_SYSTEM};

@@ -1,13 +1,15 @@
 //! Program-aided answering at test time: the model writes the solution as named
 //! expressions ending in `answer = ...`, and the engine computes it exactly. Used as the fair
 //! test-time-only baseline for program-aided sleep time (same calculator, no sleep time), so a
-//! gain measures when the work is done, not a tool only one side had.
+//! gain measures when the work is done, not a tool only one side had. At the lowest budgets the
+//! program shrinks to one formula over the learned context's quantities: the question's last
+//! step, computed exactly in a few tokens.
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sleeptime_calc::{evaluate, parse_program};
-use sleeptime_model::{ChatRequest, Message, ModelBackend, Usage};
+use sleeptime_model::{ChatRequest, FinishReason, Message, ModelBackend, Usage};
 
 use crate::{EngineError, EngineErrorKind};
 
@@ -25,6 +27,35 @@ pub struct ProgramAnswer {
     pub usage: Usage,
     pub latency: f64,
     pub error: Option<String>,
+    /// The reply stopped at the token cap.
+    #[serde(default)]
+    pub hit_cap: bool,
+}
+
+pub const FORMULA_SYSTEM: &str = "\
+Answer the question with one line that a computer evaluates exactly:
+answer = <expression>
+Use numbers from the situation and the question; allowed: + - * / ( ), min, max, round, floor, ceil.
+Never write the result of a calculation yourself. Write nothing else.";
+
+/// How the model writes its answer program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramStyle {
+    /// Named lines ending in `answer = ...`: room for a whole solution (program-aided
+    /// reasoning, PAL).
+    Program,
+    /// One line, `answer = <expression>`, over the question's numbers and the learned
+    /// context's quantity names: the last step only, within the lowest test-time budgets.
+    Formula,
+}
+
+impl ProgramStyle {
+    fn system(self) -> &'static str {
+        match self {
+            ProgramStyle::Program => SOLVE_SYSTEM,
+            ProgramStyle::Formula => FORMULA_SYSTEM,
+        }
+    }
 }
 
 /// Answer `question` about `context` (and optionally a learned context) with a program.
@@ -35,13 +66,29 @@ pub async fn solve_with_program(
     question: &str,
     max_tokens: u32,
 ) -> Result<ProgramAnswer, EngineError> {
+    answer_with_program(model, ProgramStyle::Program, context, learned, question, max_tokens).await
+}
+
+/// Answer `question` with a program in `style`; the engine evaluates it, with the learned
+/// context's quantities defined under their names.
+pub async fn answer_with_program(
+    model: &dyn ModelBackend,
+    style: ProgramStyle,
+    context: &str,
+    learned: Option<&str>,
+    question: &str,
+    max_tokens: u32,
+) -> Result<ProgramAnswer, EngineError> {
     if question.trim().is_empty() {
         return Err(EngineError::new(EngineErrorKind::EmptyQuestion, "the question is empty"));
     }
     let started = Instant::now();
-    let mut system = SOLVE_SYSTEM.to_owned();
+    let mut system = style.system().to_owned();
     if let Some(learned) = learned {
-        system.push_str("\nYou may reuse these quantities computed earlier (copy a line to use its name):\n");
+        system.push_str(match style {
+            ProgramStyle::Program => "\nYou may reuse these quantities computed earlier (copy a line to use its name):\n",
+            ProgramStyle::Formula => "\nNotes computed earlier (the name of a `- name = ... = value` line may be used in the expression):\n",
+        });
         system.push_str(learned);
     }
     system.push_str("\n\nSituation:\n");
@@ -72,5 +119,12 @@ pub async fn solve_with_program(
     } else {
         None
     };
-    Ok(ProgramAnswer { program: completion.text, number, usage: completion.usage, latency: started.elapsed().as_secs_f64(), error })
+    Ok(ProgramAnswer {
+        hit_cap: completion.finish_reason == FinishReason::Length,
+        program: completion.text,
+        number,
+        usage: completion.usage,
+        latency: started.elapsed().as_secs_f64(),
+        error,
+    })
 }

@@ -109,6 +109,29 @@ async fn program_aided_answers_are_computed_by_the_engine() {
     assert!(a.error.is_some());
 }
 
+/// The lowest-budget answer: one formula over the learned quantities and the question's
+/// numbers, evaluated by the engine; the reply's own claimed value is ignored.
+#[tokio::test]
+async fn a_formula_answer_uses_learned_names_and_the_question_numbers() {
+    use sleeptime_core::{answer_with_program, ProgramStyle, FORMULA_SYSTEM};
+    let learned = "Quantities (every value computed exactly by a calculator; trust them):\n- total_kg = wheat_kg + hay_kg = 1800  (feed to carry)";
+    let model = ScriptedBackend::new().on("Question:", "answer = ceil(total_kg / 200) = 10");
+    let a = answer_with_program(&model, ProgramStyle::Formula, "ctx", Some(learned), "If the truck carries 200 kg, how many trips?", 48)
+        .await
+        .expect("formula");
+    assert_eq!(a.number, Some(9.0), "{a:?}");
+    assert!(!a.hit_cap);
+    let request = &model.calls()[0];
+    assert!(request.messages[0].content.starts_with(FORMULA_SYSTEM), "the formula prompt, not the program one");
+    assert!(request.messages[0].content.contains("total_kg = wheat_kg + hay_kg = 1800"));
+    assert_eq!(request.max_tokens, 48);
+    // A name the learned context does not define is an error, not a guess.
+    let model = ScriptedBackend::new().on("Question:", "answer = trips_needed");
+    let a = answer_with_program(&model, ProgramStyle::Formula, "ctx", Some(learned), "How many trips?", 48).await.expect("formula");
+    assert_eq!(a.number, None);
+    assert!(a.error.is_some_and(|e| e.contains("trips_needed")), "the error names what is undefined");
+}
+
 /// The solve stage: predicted questions are solved step by step, the engine redoes the
 /// solution's arithmetic, and the answer is linked to a quantity of the same value or added.
 #[tokio::test]

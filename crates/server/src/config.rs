@@ -108,19 +108,9 @@ pub struct SleepConfig {
     pub program: ProgramChoice,
     /// Parallel drafts.
     pub k: usize,
-    pub max_rethinks: u32,
-    /// Aided program: rounds in which failing expressions go back to the model.
-    pub repair_rounds: u32,
-    /// Aided-solve program: likely questions predicted and solved.
-    pub solve_questions: u32,
+    /// Rewrites, repair rounds and solved questions, as the engine's programs take them.
+    pub settings: ProgramSettings,
     pub max_tokens_per_step: u32,
-}
-
-impl SleepConfig {
-    /// The settings the engine's programs take.
-    pub fn program_settings(&self) -> ProgramSettings {
-        ProgramSettings { max_rethinks: self.max_rethinks, repair_rounds: self.repair_rounds, solve_questions: self.solve_questions }
-    }
 }
 
 impl Default for SleepConfig {
@@ -128,9 +118,7 @@ impl Default for SleepConfig {
         Self {
             program: ProgramChoice::Rethink,
             k: 1,
-            max_rethinks: 10,
-            repair_rounds: 2,
-            solve_questions: ProgramSettings::default().solve_questions,
+            settings: ProgramSettings { max_rethinks: 10, ..ProgramSettings::default() },
             max_tokens_per_step: 768,
         }
     }

@@ -279,7 +279,7 @@ async fn run_job_inner(
     let answer_cfg = answer_config(state.config.answer.verbosity, state.config.answer.budget);
     let work = async {
         let context = Context::new(text.clone())?;
-        let program = sleep_cfg.program.build(&sleep_cfg.program_settings());
+        let program = sleep_cfg.program.build(&sleep_cfg.settings);
         let learn_cfg = LearnConfig {
             k: sleep_cfg.k.max(1),
             combine: sleep_cfg.program.combine(),

@@ -21,7 +21,7 @@ fn slow_config() -> sleeptime_server::ServerConfig {
     let mut cfg = test_config();
     cfg.scheduler.idle = Duration::from_millis(10);
     cfg.scheduler.lease = Duration::from_millis(1500);
-    cfg.sleep.max_rethinks = 3;
+    cfg.sleep.settings.max_rethinks = 3;
     cfg
 }
 

@@ -119,7 +119,7 @@ async fn supersede_on_change_wastes_nothing_on_stale_text() {
         .fallback("The answer is 1.");
     let mut opts = Options { scripted, sleep_delay: Duration::from_millis(200), ..Options::default() };
     opts.config.scheduler.idle = Duration::from_millis(300);
-    opts.config.sleep.max_rethinks = 4;
+    opts.config.sleep.settings.max_rethinks = 4;
     let mut h = start(opts).await;
 
     // A change during the quiet period: the first job never runs.

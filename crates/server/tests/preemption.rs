@@ -47,7 +47,7 @@ async fn a_query_interrupts_a_sleep_generation_which_resumes_where_it_stopped() 
     let notes = long_notes();
     let mut opts = Options { scripted: slow_device(&notes), ..Options::default() };
     opts.config.scheduler.idle = Duration::from_millis(10);
-    opts.config.sleep.max_rethinks = 1;
+    opts.config.sleep.settings.max_rethinks = 1;
     opts.config.answer.timeout = Duration::from_secs(20);
     let mut h = start(opts).await;
     let scripted = h.backend.inner.clone();

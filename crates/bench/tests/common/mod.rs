@@ -35,6 +35,9 @@ pub fn scripted() -> ScriptedBackend {
             "You write new questions about a math word problem",
             "Q: How many boxes does Tom have?\nA: He has 12 boxes.\n#### 12\nQ: How many apples are in two boxes?\nA: 2 * 3 = 6\n#### 7\nQ: How many apples are in all of the boxes?\nA: 12 * 3 = 36\n#### 36",
         )
+        // One formula at the lowest budget: over c''s names, or over the numbers alone.
+        .on("Notes computed earlier", "answer = apples")
+        .on("one line that a computer evaluates exactly", "answer = 12 * 3 = 30")
         // Rethink: one rewrite, then finish.
         .on("Memory block saved", "<finish_rethinking_memory/>")
         .on("New situation: Tom", "<rethink_memory>\nApples: 12 * 3 = 36\n</rethink_memory>")
