@@ -96,6 +96,14 @@ pub async fn answer_with_program(
     let request = ChatRequest::new(vec![Message::system(system), Message::user(format!("Question: {}", question.trim()))], max_tokens);
     let completion = model.complete(&request).await?;
     let mut program_text = completion.text.clone();
+    if style == ProgramStyle::Formula && !parse_program(&program_text).statements.iter().any(|s| s.name == "answer") {
+        // Small models often write the bare expression (`156 / 1560 * 100 = 10%`): the last
+        // line is read as the answer's expression.
+        let last = program_text.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.starts_with("```"));
+        if let Some(line) = last {
+            program_text = format!("{program_text}\nanswer = {line}");
+        }
+    }
     if let Some(learned) = learned {
         // Lines of the learned context are valid definitions the program may refer to.
         let defs: Vec<String> = learned
@@ -112,8 +120,16 @@ pub async fn answer_with_program(
         let missing: Vec<String> = defs.into_iter().filter(|d| !defined.iter().any(|n| d.starts_with(&format!("{n} ")))).collect();
         program_text = format!("{}\n{}", missing.join("\n"), program_text);
     }
-    let eval = evaluate(&parse_program(&program_text));
-    let number = eval.get("answer").map(sleeptime_calc::Value::to_f64);
+    let program = parse_program(&program_text);
+    let formula_written = program.statements.iter().any(|s| s.name == "answer" && s.expr.is_ok());
+    let eval = evaluate(&program);
+    let mut number = eval.get("answer").map(sleeptime_calc::Value::to_f64);
+    if number.is_none() && style == ProgramStyle::Formula && !formula_written {
+        // No formula at all ("The answer is 105."): the model answered directly, as the plain
+        // answerer at the same budget would; its number counts, uncomputed. A formula that
+        // fails (an undefined name) is not replaced by a number read from it.
+        number = crate::parse::final_number(&completion.text);
+    }
     let error = if number.is_none() {
         Some(eval.errors.iter().find(|e| e.name == "answer").map_or_else(|| "no `answer` line".to_owned(), |e| e.error.to_string()))
     } else {

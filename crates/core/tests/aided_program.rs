@@ -125,6 +125,12 @@ async fn a_formula_answer_uses_learned_names_and_the_question_numbers() {
     assert!(request.messages[0].content.starts_with(FORMULA_SYSTEM), "the formula prompt, not the program one");
     assert!(request.messages[0].content.contains("total_kg = wheat_kg + hay_kg = 1800"));
     assert_eq!(request.max_tokens, 48);
+    // A bare expression is read as the answer's; a direct answer counts as one.
+    for (reply, expected) in [("156 / 1560 * 100 = 10%", 10.0), ("```\n100 * (13 / 130)\n```", 10.0), ("The answer is 105.", 105.0)] {
+        let model = ScriptedBackend::new().on("Question:", reply);
+        let a = answer_with_program(&model, ProgramStyle::Formula, "ctx", None, "What percentage?", 48).await.expect("formula");
+        assert_eq!(a.number, Some(expected), "{reply:?}: {a:?}");
+    }
     // A name the learned context does not define is an error, not a guess.
     let model = ScriptedBackend::new().on("Question:", "answer = trips_needed");
     let a = answer_with_program(&model, ProgramStyle::Formula, "ctx", Some(learned), "How many trips?", 48).await.expect("formula");
