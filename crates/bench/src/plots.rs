@@ -93,7 +93,8 @@ pub struct BarChart {
 }
 
 fn color(i: usize) -> RGBColor {
-    const COLORS: [RGBColor; 10] = [
+    // Twenty distinct colours: a run's token plot can carry a dozen series and more.
+    const COLORS: [RGBColor; 20] = [
         RGBColor(31, 119, 180),
         RGBColor(214, 39, 40),
         RGBColor(44, 160, 44),
@@ -104,6 +105,16 @@ fn color(i: usize) -> RGBColor {
         RGBColor(127, 127, 127),
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
+        RGBColor(0, 0, 128),
+        RGBColor(128, 0, 0),
+        RGBColor(0, 128, 128),
+        RGBColor(128, 128, 0),
+        RGBColor(255, 0, 255),
+        RGBColor(0, 0, 0),
+        RGBColor(218, 165, 32),
+        RGBColor(0, 100, 0),
+        RGBColor(210, 105, 30),
+        RGBColor(72, 61, 139),
     ];
     COLORS[i % COLORS.len()]
 }
