@@ -362,9 +362,14 @@ fn write_both(chart: &impl Drawable, stem: &Path) -> anyhow::Result<Vec<PathBuf>
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    let failed = |p: &Path, e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", p.display());
-    chart.draw_on(&BitMapBackend::new(&png, SIZE).into_drawing_area()).map_err(|e| failed(&png, &e))?;
-    chart.draw_on(&SVGBackend::new(&svg, SIZE).into_drawing_area()).map_err(|e| failed(&svg, &e))?;
+    let failed =
+        |p: &Path, e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", p.display());
+    chart
+        .draw_on(&BitMapBackend::new(&png, SIZE).into_drawing_area())
+        .map_err(|e| failed(&png, &e))?;
+    chart
+        .draw_on(&SVGBackend::new(&svg, SIZE).into_drawing_area())
+        .map_err(|e| failed(&svg, &e))?;
     Ok(vec![png, svg])
 }
 

@@ -104,7 +104,10 @@ pub fn display_series(series: &str) -> String {
     match parts.as_slice() {
         [program, k, "pal"] => format!("{program} {k}: program-aided with c'"),
         [program, k, "formula"] => {
-            format!("{program} k={}: one evaluated formula over c'", k.trim_start_matches('k'))
+            format!(
+                "{program} k={}: one evaluated formula over c'",
+                k.trim_start_matches('k')
+            )
         }
         [program, k, layout, rest @ ..] => {
             let layout = layout
@@ -682,7 +685,9 @@ fn targets(
         .iter()
         .filter(|p| p.is_structured())
         .flat_map(|p| answered.clone().map(move |how| (*p, how)))
-        .filter_map(|(p, how)| acc(&format!("{p}/k1/{how}/{lowest}")).map(|a| (format!("{p} ({how})"), a)))
+        .filter_map(|(p, how)| {
+            acc(&format!("{p}/k1/{how}/{lowest}")).map(|a| (format!("{p} ({how})"), a))
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1));
     // The paper's program answered by the same formula, shown beside it for fairness.
     let rethink_formula = acc(&format!("rethink/k1/formula/{lowest}"));
@@ -702,12 +707,20 @@ fn targets(
                 "{l} {} vs rethink (full) {}{}",
                 pct(a),
                 pct(r),
-                rethink_formula.map_or_else(String::new, |f| format!("; rethink answered by a formula: {}", pct(f)))
+                rethink_formula.map_or_else(String::new, |f| format!(
+                    "; rethink answered by a formula: {}",
+                    pct(f)
+                ))
             ),
             _ => "needs both programs at k = 1".into(),
         },
     });
-    let program_of = |series: &str| series.split(['/', ' ']).next().and_then(|n| n.parse::<ProgramKind>().ok());
+    let program_of = |series: &str| {
+        series
+            .split(['/', ' '])
+            .next()
+            .and_then(|n| n.parse::<ProgramKind>().ok())
+    };
     let best_where = |keep: &dyn Fn(ProgramKind) -> bool| {
         vs_base
             .iter()

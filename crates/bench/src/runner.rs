@@ -17,8 +17,9 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sleeptime_core::{
-    answer_with_program, learn, parse, route, ProgramStyle, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
-    Context, LearnConfig, LearnedContext, NoProgress, Route, RouteConfig, SleepBudget, Verbosity,
+    answer_with_program, learn, parse, route, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    Context, LearnConfig, LearnedContext, NoProgress, ProgramStyle, Route, RouteConfig,
+    SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
 
@@ -113,6 +114,12 @@ impl Learned {
             },
             None => Vec::new(),
         }
+    }
+
+    /// Whether `answer` is one of the values `c'` holds (`None` without an answer).
+    fn holds(&self, answer: Option<f64>) -> Option<bool> {
+        let values = self.values();
+        answer.map(|a| values.iter().any(|v| parse::numbers_match(*v, a)))
     }
 
     fn record(&self, sleeper: Sleeper, gold: f64) -> SleepRecord {
@@ -647,7 +654,10 @@ impl Shared<'_> {
                             )
                         });
                         match routed {
-                            Some(Route::Fast { text: retrieved, confidence }) => {
+                            Some(Route::Fast {
+                                text: retrieved,
+                                confidence,
+                            }) => {
                                 rec.route = Some("fast".into());
                                 rec.route_confidence = Some(confidence);
                                 // The retrieved parts depend on q, so in general nothing can be
@@ -687,19 +697,32 @@ impl Shared<'_> {
                         }
                     }
                 }
-                let values = learned.values();
-                rec.answer_in_learned = rec
-                    .answer
-                    .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
+                rec.answer_in_learned = learned.holds(rec.answer);
                 Ok(())
             }
             Condition::Program { sleeper } => {
-                self.answer_with_program(state, context_id, problem, *sleeper, ProgramStyle::Program, self.spec.pal_max_tokens, rec)
-                    .await
+                self.answer_with_program(
+                    state,
+                    context_id,
+                    problem,
+                    *sleeper,
+                    ProgramStyle::Program,
+                    self.spec.pal_max_tokens,
+                    rec,
+                )
+                .await
             }
             Condition::Formula { sleeper, budget } => {
-                self.answer_with_program(state, context_id, problem, *sleeper, ProgramStyle::Formula, budget.max_tokens, rec)
-                    .await
+                self.answer_with_program(
+                    state,
+                    context_id,
+                    problem,
+                    *sleeper,
+                    ProgramStyle::Formula,
+                    budget.max_tokens,
+                    rec,
+                )
+                .await
             }
             Condition::Score => {
                 let prefix = if context.is_empty() {
@@ -731,7 +754,9 @@ impl Shared<'_> {
     ) -> anyhow::Result<()> {
         let learned = match sleeper {
             Some(s) => {
-                let l = self.learned(state, context_id, problem.context.trim(), s).await?;
+                let l = self
+                    .learned(state, context_id, problem.context.trim(), s)
+                    .await?;
                 rec.sleep = Some(l.record(s, problem.answer));
                 Some(l)
             }
@@ -758,10 +783,7 @@ impl Shared<'_> {
         rec.latency_s = meter.seconds();
         rec.ttft_s = meter.time_to_first_token();
         if let Some(l) = &learned {
-            let values = l.values();
-            rec.answer_in_learned = rec
-                .answer
-                .map(|a| values.iter().any(|v| parse::numbers_match(*v, a)));
+            rec.answer_in_learned = l.holds(rec.answer);
         }
         Ok(())
     }

@@ -243,8 +243,14 @@ impl Condition {
             }
             Condition::Program { sleeper: None } => "pal".into(),
             Condition::Program { sleeper: Some(s) } => format!("{s}/pal"),
-            Condition::Formula { sleeper: None, budget } => format!("formula/{budget}"),
-            Condition::Formula { sleeper: Some(s), budget } => format!("{s}/formula/{budget}"),
+            Condition::Formula {
+                sleeper: None,
+                budget,
+            } => format!("formula/{budget}"),
+            Condition::Formula {
+                sleeper: Some(s),
+                budget,
+            } => format!("{s}/formula/{budget}"),
             Condition::Score => "score".into(),
         }
     }
@@ -270,7 +276,9 @@ impl Condition {
                 )
             }
             Condition::Formula { sleeper: None, .. } => "formula".into(),
-            Condition::Formula { sleeper: Some(s), .. } => format!("{s}/formula"),
+            Condition::Formula {
+                sleeper: Some(s), ..
+            } => format!("{s}/formula"),
             other => other.id(),
         }
     }
@@ -469,7 +477,10 @@ pub struct SleepSettings {
 impl Default for SleepSettings {
     fn default() -> Self {
         Self {
-            program: sleeptime_core::ProgramSettings { max_rethinks: 3, ..Default::default() },
+            program: sleeptime_core::ProgramSettings {
+                max_rethinks: 3,
+                ..Default::default()
+            },
             max_tokens_per_step: 512,
             sampled_temperature: 0.7,
         }
@@ -927,7 +938,12 @@ mod tests {
     fn sleep_settings_keep_the_flat_manifest_shape_and_read_older_manifests() {
         let settings = SleepSettings::default();
         let json = serde_json::to_value(&settings).expect("serialise");
-        for key in ["max_rethinks", "repair_rounds", "solve_questions", "max_tokens_per_step"] {
+        for key in [
+            "max_rethinks",
+            "repair_rounds",
+            "solve_questions",
+            "max_tokens_per_step",
+        ] {
             assert!(json.get(key).is_some(), "{key} missing from {json}");
         }
         // A manifest written before aided-solve has no `solve_questions`.

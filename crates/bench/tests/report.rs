@@ -204,9 +204,28 @@ fn synthetic_records(n: usize) -> Vec<Record> {
         }
         push(Condition::Program { sleeper: None }, 0.33, 90.0, None);
         let v0 = Budget::level(0);
-        push(Condition::Formula { sleeper: None, budget: v0 }, 0.12, 14.0, None);
-        let aided = Sleeper { program: ProgramKind::Aided, k: 1 };
-        push(Condition::Formula { sleeper: Some(aided), budget: v0 }, 0.6, 15.0, Some(180.0));
+        push(
+            Condition::Formula {
+                sleeper: None,
+                budget: v0,
+            },
+            0.12,
+            14.0,
+            None,
+        );
+        let aided = Sleeper {
+            program: ProgramKind::Aided,
+            k: 1,
+        };
+        push(
+            Condition::Formula {
+                sleeper: Some(aided),
+                budget: v0,
+            },
+            0.6,
+            15.0,
+            Some(180.0),
+        );
     }
     out
 }
@@ -270,13 +289,25 @@ fn report_of_a_realistic_synthetic_run() {
     assert_eq!(summary["amortised_measured"], false);
     // One formula over the aided c' is a sleep-time curve of its own and the best structured
     // answer at v0; the test-time formula joins the tool-using baselines.
-    assert!(md.contains("aided k=1: one evaluated formula over c'"), "formula series in the report");
+    assert!(
+        md.contains("aided k=1: one evaluated formula over c'"),
+        "formula series in the report"
+    );
     let targets = summary["targets"].as_array().expect("targets");
     let vs_paper = targets
         .iter()
-        .find(|t| t["name"].as_str().is_some_and(|n| n.starts_with("Program-aided vs paper-faithful")))
+        .find(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Program-aided vs paper-faithful"))
+        })
         .expect("the +15-point target");
-    assert!(vs_paper["detail"].as_str().is_some_and(|d| d.starts_with("aided (formula) ")), "{vs_paper}");
+    assert!(
+        vs_paper["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("aided (formula) ")),
+        "{vs_paper}"
+    );
     assert!(summary["iso"]
         .as_array()
         .is_some_and(|rows| rows.iter().any(|r| r["series"] == "aided/k1/formula")));

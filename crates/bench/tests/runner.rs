@@ -98,7 +98,10 @@ async fn end_to_end_records_manifest_and_no_dataset_text() {
     // Retrieval kept all of c' here, so the prompt is the full layout's and so is its prepared
     // prefix: both records carry it (not one layout's cold timing copied to the other).
     let full = get(&m, "1", "aided/k1/full/v0");
-    assert_eq!(routed.usage.prompt_tokens, full.usage.prompt_tokens, "same prompt");
+    assert_eq!(
+        routed.usage.prompt_tokens, full.usage.prompt_tokens,
+        "same prompt"
+    );
     assert!(routed.prefix_tokens.is_some() && full.prefix_tokens.is_some());
     assert!(routed.usage.cached_prompt_tokens > 0 && full.usage.cached_prompt_tokens > 0);
     // Ann's aided notes have no question that matches... but its words do; either path is recorded.

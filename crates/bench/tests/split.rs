@@ -9,7 +9,10 @@ use sleeptime_bench::datasets::{
 };
 
 fn data() -> PathBuf {
-    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"), PathBuf::from)
+    std::env::var_os("SLEEPTIME_DATA_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        PathBuf::from,
+    )
 }
 
 fn p2(mode: SplitMode) -> Vec<Problem> {
