@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// Aided-solve: likely questions predicted and solved per draft.
     #[arg(long)]
     pub solve_questions: Option<u32>,
+    /// Aided-solve: solutions per question (greedy, then sampled); the majority value is kept.
+    #[arg(long)]
+    pub solve_samples: Option<u32>,
     /// Multi-Query: verified extra questions per context (enables Multi-Query).
     #[arg(long)]
     pub multi_query: Option<usize>,
@@ -407,6 +410,12 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
     }
     if let Some(v) = args.repair_rounds {
         spec.sleep.program.repair_rounds = v;
+    }
+    if let Some(v) = args.solve_samples {
+        if v == 0 {
+            bail!("--solve-samples must be at least 1");
+        }
+        spec.sleep.program.solve_samples = v;
     }
     if let Some(extra) = args.multi_query {
         let mut mq = spec.multi_query.clone().unwrap_or_default();

@@ -825,11 +825,15 @@ fn markdown(
     );
     let _ = writeln!(
         md,
-        "| sleep programs | rethink: up to {} rewrites of ≤ {} tokens; aided: {} repair rounds; aided-solve: {} questions solved; k > 1 drafts at temperature {} |",
+        "| sleep programs | rethink: up to {} rewrites of ≤ {} tokens; aided: {} repair rounds; aided-solve: {} questions solved{}; k > 1 drafts at temperature {} |",
         spec.sleep.program.max_rethinks,
         spec.sleep.max_tokens_per_step,
         spec.sleep.program.repair_rounds,
         spec.sleep.program.solve_questions,
+        match spec.sleep.program.solve_samples {
+            0 | 1 => String::new(),
+            n => format!(", {n} solutions each (majority)"),
+        },
         spec.sleep.sampled_temperature
     );
     let _ = writeln!(

@@ -35,6 +35,9 @@ pub struct SleepArgs {
     /// Aided-solve: likely questions predicted and solved.
     #[arg(long, default_value_t = 2)]
     pub solve_questions: u32,
+    /// Aided-solve: solutions per question (greedy, then sampled); the majority value is kept.
+    #[arg(long, default_value_t = 1)]
+    pub solve_samples: u32,
     /// Most tokens the model writes per step.
     #[arg(long, default_value_t = 768)]
     pub max_step_tokens: u32,
@@ -62,6 +65,7 @@ pub async fn sleep(backend_args: &BackendArgs, args: SleepArgs) -> Result<()> {
     let program = args.program.build(&ProgramSettings {
         max_rethinks: args.max_rethinks,
         solve_questions: args.solve_questions,
+        solve_samples: args.solve_samples,
         ..ProgramSettings::default()
     });
     let config = LearnConfig {

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Aided-solve program: likely questions predicted and solved per context.
     #[arg(long, default_value_t = 2)]
     pub solve_questions: u32,
+    /// Aided-solve program: solutions per question (greedy, then sampled); the majority
+    /// value is kept.
+    #[arg(long, default_value_t = 1)]
+    pub solve_samples: u32,
     /// Re-learn a context once its newest learned context is this many hours old (e.g. after
     /// changing the model or the sleep program); fractions allowed. Default: never.
     #[arg(long, value_name = "HOURS")]
@@ -112,6 +116,7 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     config.sleep.settings.max_rethinks = args.max_rethinks;
     config.sleep.settings.repair_rounds = args.repair_rounds;
     config.sleep.settings.solve_questions = args.solve_questions;
+    config.sleep.settings.solve_samples = args.solve_samples;
     config.sleep.program = args.sleep_program;
 
     let store: Arc<dyn Store> = match &args.database {

@@ -41,11 +41,16 @@ pub struct AidedConfig {
     /// Questions to predict and solve at sleep time (0: none). Each is solved by
     /// step-by-step reasoning whose arithmetic the engine then redoes exactly.
     pub solve_questions: u32,
+    /// Solutions per predicted question (self-consistency): the first greedy, the others
+    /// sampled; the value most solutions reach is kept. 1: the greedy solution alone.
+    pub solve_samples: u32,
+    /// Temperature of the sampled solutions.
+    pub solve_temperature: f32,
 }
 
 impl Default for AidedConfig {
     fn default() -> Self {
-        Self { repair_rounds: 2, solve_questions: 0 }
+        Self { repair_rounds: 2, solve_questions: 0, solve_samples: 1, solve_temperature: 0.7 }
     }
 }
 
@@ -196,13 +201,31 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// One model call.
+    /// One model call, sampled as the draft's budget says.
     async fn call(&mut self, messages: &[Message], action: &'static str) -> Result<String, EngineError> {
+        let seed = self.budget.seed.map(|s| s + u64::from(self.stats.steps + 1));
+        self.call_with(messages, action, self.budget.temperature, seed).await
+    }
+
+    /// One model call at `temperature` (a sampled call gets a seed even in a greedy draft,
+    /// so reruns ask the same and hit the call cache).
+    async fn sampled(&mut self, messages: &[Message], action: &'static str, temperature: f32) -> Result<String, EngineError> {
+        let seed = self.budget.seed.unwrap_or(0) + u64::from(self.stats.steps + 1);
+        self.call_with(messages, action, temperature, Some(seed)).await
+    }
+
+    async fn call_with(
+        &mut self,
+        messages: &[Message],
+        action: &'static str,
+        temperature: f32,
+        seed: Option<u64>,
+    ) -> Result<String, EngineError> {
         self.stats.steps += 1;
         let step = self.stats.steps;
         self.progress.event(SleepEvent::StepStarted { draft: self.draft, step });
-        let request = ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step)
-            .with_sampling(self.budget.temperature, 1.0, self.budget.seed.map(|s| s + u64::from(step)));
+        let request =
+            ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step).with_sampling(temperature, 1.0, seed);
         let completion = self.model.complete(&request).await?;
         // Trace level: replies quote the context, which default logs never show.
         tracing::trace!(action, reply = %completion.text, "aided step");
@@ -248,7 +271,9 @@ impl AidedProgram {
     }
 
     /// Predict the likely questions, solve each by step-by-step reasoning, have the engine
-    /// redo the solution's arithmetic, and record the answers in `doc`.
+    /// redo the solution's arithmetic, and record the answers in `doc`. With several
+    /// samples, every question first gets its greedy solution, then the sampled ones (so a
+    /// run with more samples reuses a cached run's calls), and the majority value is kept.
     async fn solve_likely_questions(
         &self,
         steps: &mut Steps<'_>,
@@ -257,21 +282,47 @@ impl AidedProgram {
     ) -> Result<(), EngineError> {
         let text = context.text();
         let predicted = steps.call(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], "predict").await?;
-        for question in likely_questions(&predicted, self.config.solve_questions as usize) {
-            let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
-            let solution = steps
-                .call(&[Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())], "solve")
-                .await?;
-            let messages = vec![
-                Message::system(TRANSLATE_SYSTEM),
-                Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
-            ];
-            let written = self.write_program(steps, messages, text, "translate").await?;
-            let Some(answer) = final_quantity(&written) else { continue };
-            record_answer(doc, &question, answer);
+        let questions = likely_questions(&predicted, self.config.solve_questions as usize);
+        let mut answers: Vec<Vec<Quantity>> = vec![Vec::new(); questions.len()];
+        for sample in 0..self.config.solve_samples.max(1) {
+            for (question, found) in questions.iter().zip(answers.iter_mut()) {
+                let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
+                let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())];
+                let solution = if sample == 0 {
+                    steps.call(&ask, "solve").await?
+                } else {
+                    steps.sampled(&ask, "solve", self.config.solve_temperature).await?
+                };
+                let messages = vec![
+                    Message::system(TRANSLATE_SYSTEM),
+                    Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
+                ];
+                let written = self.write_program(steps, messages, text, "translate").await?;
+                found.extend(final_quantity(&written).cloned());
+            }
+        }
+        let samples = self.config.solve_samples.max(1);
+        for (question, found) in questions.iter().zip(&answers) {
+            let Some((answer, votes)) = majority(found) else { continue };
+            let agreement = (samples > 1).then_some((votes, samples));
+            record_answer(doc, question, answer, agreement);
         }
         Ok(())
     }
+}
+
+/// The value most of `found` share, with its count; ties go to the earliest (the greedy
+/// solution comes first).
+fn majority(found: &[Quantity]) -> Option<(&Quantity, u32)> {
+    let same = |a: &Quantity, b: &Quantity| (a.number - b.number).abs() <= 1e-9 * a.number.abs().max(1.0);
+    let mut best: Option<(&Quantity, u32)> = None;
+    for q in found {
+        let votes = u32::try_from(found.iter().filter(|o| same(q, o)).count()).unwrap_or(u32::MAX);
+        if best.is_none_or(|(_, b)| votes > b) {
+            best = Some((q, votes));
+        }
+    }
+    best
 }
 
 /// The quantity a translated solution ends in: `answer`, else the name it prints (a small
@@ -306,7 +357,8 @@ fn likely_questions(reply: &str, n: usize) -> Vec<String> {
 
 /// Record a solved question: linked to an existing quantity of the same value (two
 /// independent derivations agree), or as a new quantity named after the question.
-fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity) {
+/// `agreement`: how many of how many sampled solutions reached this value.
+fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, agreement: Option<(u32, u32)>) {
     let existing = doc
         .quantities
         .iter()
@@ -323,7 +375,10 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity) {
         }
         doc.quantities.push(Quantity {
             name: name.clone(),
-            description: format!("answer to: {question}"),
+            description: match agreement {
+                Some((votes, of)) => format!("answer to: {question}; {votes} of {of} solutions agree"),
+                None => format!("answer to: {question}"),
+            },
             expression: answer.value.clone(),
             value: answer.value.clone(),
             number: answer.number,
@@ -355,6 +410,9 @@ impl SleepProgram for AidedProgram {
         let mut params = format!("repair_rounds={}", self.config.repair_rounds);
         if self.config.solve_questions > 0 {
             params.push_str(&format!(",solve_questions={}", self.config.solve_questions));
+            if self.config.solve_samples > 1 {
+                params.push_str(&format!(",solve_samples={},solve_temperature={}", self.config.solve_samples, self.config.solve_temperature));
+            }
         }
         ProgramRef { name: "aided".into(), version: 2, params }
     }
@@ -454,6 +512,25 @@ mod tests {
         assert!(doc.quantities[0].given && !doc.quantities[1].given);
         assert_eq!(doc.quantities[1].value, "6");
         assert_eq!(doc.questions.len(), 1);
+    }
+
+    #[test]
+    fn the_majority_value_wins_and_ties_go_to_the_greedy_solution() {
+        let q = |name: &str, number: f64| Quantity {
+            name: name.into(),
+            description: String::new(),
+            expression: String::new(),
+            value: number.to_string(),
+            number,
+            given: false,
+        };
+        let agreeing = [q("greedy", 5.0), q("a", 7.0), q("b", 7.0)];
+        let (best, votes) = majority(&agreeing).expect("some");
+        assert_eq!((best.name.as_str(), votes), ("a", 2));
+        let disagreeing = [q("greedy", 5.0), q("a", 7.0), q("b", 9.0)];
+        let (best, votes) = majority(&disagreeing).expect("some");
+        assert_eq!((best.name.as_str(), votes), ("greedy", 1), "no agreement: the greedy solution stays");
+        assert!(majority(&[]).is_none());
     }
 
     #[test]

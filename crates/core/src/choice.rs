@@ -34,15 +34,22 @@ pub struct ProgramSettings {
     /// the program existed).
     #[serde(default = "default_solve_questions")]
     pub solve_questions: u32,
+    /// AidedSolve: solutions per question, the majority value kept (1: greedy only).
+    #[serde(default = "default_solve_samples")]
+    pub solve_samples: u32,
 }
 
 fn default_solve_questions() -> u32 {
     ProgramSettings::default().solve_questions
 }
 
+fn default_solve_samples() -> u32 {
+    ProgramSettings::default().solve_samples
+}
+
 impl Default for ProgramSettings {
     fn default() -> Self {
-        Self { max_rethinks: RethinkConfig::default().max_rethinks, repair_rounds: 2, solve_questions: 2 }
+        Self { max_rethinks: RethinkConfig::default().max_rethinks, repair_rounds: 2, solve_questions: 2, solve_samples: 1 }
     }
 }
 
@@ -60,7 +67,12 @@ impl ProgramChoice {
     /// The program, configured.
     pub fn build(self, settings: &ProgramSettings) -> Box<dyn SleepProgram> {
         let aided = |solve_questions| {
-            Box::new(AidedProgram::new(AidedConfig { repair_rounds: settings.repair_rounds, solve_questions }))
+            Box::new(AidedProgram::new(AidedConfig {
+                repair_rounds: settings.repair_rounds,
+                solve_questions,
+                solve_samples: settings.solve_samples.max(1),
+                ..AidedConfig::default()
+            }))
         };
         match self {
             ProgramChoice::Rethink => {

@@ -156,7 +156,7 @@ async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engin
         )
         .on("expert reasoning explanation system", "Saturday is 3 * 82 = 246. Total 82 + 246 = 318. The answer is 318.")
         .on("Situation:", "friday = 82  # Friday coconuts\nsaturday = friday * 3  # Saturday coconuts\n# Q: How many on Saturday? -> saturday");
-    let program = AidedProgram::new(AidedConfig { repair_rounds: 1, solve_questions: 2 });
+    let program = AidedProgram::new(AidedConfig { repair_rounds: 1, solve_questions: 2, ..AidedConfig::default() });
     let draft = program.run(&Context::new(context).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
     let doc = draft.document.expect("doc");
     let total = doc.quantities.iter().find(|q| q.name == "answer_coconuts_kenji_pick_total").expect("a new quantity for the total");
@@ -172,4 +172,44 @@ async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engin
     assert_eq!(draft.stats.steps, 6);
     assert_eq!(program.id().params, "repair_rounds=1,solve_questions=2");
     assert_eq!(AidedProgram::default().id().params, "repair_rounds=2", "no solve stage, same id as before");
+}
+
+/// Self-consistency at sleep time: each predicted question is solved several times (greedy
+/// first, then sampled), the engine redoes each solution's arithmetic, and the value most
+/// solutions reach is kept — here the greedy solution's slip loses to two that agree.
+#[tokio::test]
+async fn sampled_solutions_vote_and_the_majority_value_is_kept() {
+    let context = "Kenji picks 82 coconuts on Friday and 3 times as many on Saturday.";
+    let model = ScriptedBackend::new()
+        .on("final question has been cut off", "How many coconuts does Kenji pick in total?")
+        .on_seq(
+            "Rewrite the worked solution",
+            vec![
+                // Greedy: a wrong setup (not an arithmetic slip: the engine cannot catch it).
+                Reply::Text("friday = 82\nanswer = friday * 3  # total".into()),
+                Reply::Text("friday = 82\nsaturday = 3 * friday\nanswer = friday + saturday".into()),
+                Reply::Text("answer = 82 * 4  # Friday plus three times Friday".into()),
+            ],
+        )
+        .on("expert reasoning explanation system", "Total is 82 * 4 = 328. The answer is 328.")
+        .on("Situation:", "friday = 82  # Friday coconuts");
+    let config = AidedConfig { repair_rounds: 0, solve_questions: 1, solve_samples: 3, solve_temperature: 0.6 };
+    let program = AidedProgram::new(config);
+    let draft = program.run(&Context::new(context).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+    let solved: Vec<_> = doc.questions.iter().filter(|q| q.solved).map(|q| q.answer.as_str()).collect();
+    assert_eq!(solved, vec!["328"], "two of three solutions reach 328; the greedy 246 loses");
+    let total = doc.quantities.iter().find(|q| q.value == "328").expect("the majority value is recorded");
+    assert!(total.description.contains("2 of 3 solutions agree"), "{}", total.description);
+    assert!(!doc.quantities.iter().any(|q| q.value == "246"), "the outvoted value is not recorded");
+    // write, predict, then solve + translate three times.
+    assert_eq!(draft.stats.steps, 8);
+    let solves: Vec<_> = model.calls().into_iter().filter(|c| c.messages[0].content.contains("expert reasoning explanation system")).collect();
+    assert_eq!(solves.len(), 3);
+    assert_eq!((solves[0].temperature, solves[0].seed), (0.0, None), "the first solution is the greedy one, as with one sample");
+    for sampled in &solves[1..] {
+        assert!((sampled.temperature - 0.6).abs() < 1e-6 && sampled.seed.is_some(), "{sampled:?}");
+    }
+    assert_ne!(solves[1].seed, solves[2].seed, "each sampled solution has its own seed");
+    assert_eq!(program.id().params, "repair_rounds=0,solve_questions=1,solve_samples=3,solve_temperature=0.6");
 }
