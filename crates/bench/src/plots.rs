@@ -1,5 +1,5 @@
 //! PNG and SVG figures with `plotters`: line charts of accuracy against a cost (with 95%
-//! error bars, titled axes and a legend) and bar charts of per-bin differences.
+//! error bars, titled axes and a legend beside the plot) and bar charts of per-bin differences.
 //!
 //! Text is drawn with DejaVu Sans, bundled under `assets/` (Bitstream Vera licence, which
 //! permits redistribution; see `assets/DejaVu-LICENSE.txt`), so PNGs render the same on any
@@ -17,6 +17,11 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1100, 700);
+/// Line charts draw their legend in a column right of the plot, where it can never cover a
+/// point (a run's token plot carries a dozen series).
+const LEGEND_WIDTH: u32 = 430;
+/// Legend labels longer than this wrap onto a second line.
+const LEGEND_WRAP: usize = 44;
 
 fn register_font() {
     REGISTER.call_once(|| {
@@ -135,6 +140,8 @@ fn draw_line<DB: DrawingBackend>(
     chart: &LineChart,
 ) -> DrawResult<(), DB> {
     root.fill(&WHITE)?;
+    let (root, legend_area) = root.split_horizontally(SIZE.0);
+    draw_legend(&legend_area, &chart.series)?;
     let positive = |x: f64| x.is_finite() && x > 0.0;
     let (x0, x1) = range_of(
         chart
@@ -163,7 +170,7 @@ fn draw_line<DB: DrawingBackend>(
             .max(0.1)
             .min(if y1 <= 1.0 { 1.02 } else { f64::MAX }),
     );
-    let mut ctx = ChartBuilder::on(root)
+    let mut ctx = ChartBuilder::on(&root)
         .caption(&chart.title, (FAMILY, 24))
         .margin(20)
         .x_label_area_size(60)
@@ -209,19 +216,10 @@ fn draw_line<DB: DrawingBackend>(
             LineKind::All => pts.clone(),
         };
         let style = ShapeStyle::from(&c).stroke_width(2);
-        let legend = move |(x, y): (i32, i32)| {
-            EmptyElement::at((x, y))
-                + PathElement::new(vec![(0, 0), (24, 0)], ShapeStyle::from(&c).stroke_width(2))
-                + Circle::new((12, 0), 4, c.filled())
-        };
         if s.dashed {
-            ctx.draw_series(DashedLineSeries::new(line, 8, 5, style))?
-                .label(&s.name)
-                .legend(legend);
+            ctx.draw_series(DashedLineSeries::new(line, 8, 5, style))?;
         } else {
-            ctx.draw_series(LineSeries::new(line, style))?
-                .label(&s.name)
-                .legend(legend);
+            ctx.draw_series(LineSeries::new(line, style))?;
         }
         ctx.draw_series(pts.iter().map(|&(x, y)| Circle::new((x, y), 4, c.filled())))?;
         ctx.draw_series(s.points.iter().filter(|p| positive(p.0)).map(|p| {
@@ -252,13 +250,52 @@ fn draw_line<DB: DrawingBackend>(
             )?;
         }
     }
-    ctx.configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FAMILY, 15))
-        .draw()?;
     root.present()?;
+    Ok(())
+}
+
+/// Split a legend label into lines of at most about [`LEGEND_WRAP`] characters, at spaces.
+fn wrap_label(label: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in label.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= LEGEND_WRAP => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
+}
+
+/// The legend, one entry per series in its colour and line style, top to bottom.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+) -> DrawResult<(), DB> {
+    const LINE_HEIGHT: i32 = 19;
+    let mut y = 70;
+    for (i, s) in series.iter().enumerate() {
+        let c = color(i);
+        let style = ShapeStyle::from(&c).stroke_width(2);
+        if s.dashed {
+            area.draw(&PathElement::new(vec![(4, y), (11, y)], style))?;
+            area.draw(&PathElement::new(vec![(21, y), (28, y)], style))?;
+        } else {
+            area.draw(&PathElement::new(vec![(4, y), (28, y)], style))?;
+        }
+        area.draw(&Circle::new((16, y), 4, c.filled()))?;
+        let font = (FAMILY, 15)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for line in wrap_label(&s.name) {
+            area.draw(&Text::new(line, (38, y), font.clone()))?;
+            y += LINE_HEIGHT;
+        }
+        y += 6;
+    }
     Ok(())
 }
 
@@ -342,10 +379,17 @@ fn draw_bars<DB: DrawingBackend>(
 
 /// A chart that can draw itself on any plotters backend.
 trait Drawable {
+    /// Pixel size of the figure.
+    fn size(&self) -> (u32, u32) {
+        SIZE
+    }
     fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB>;
 }
 
 impl Drawable for LineChart {
+    fn size(&self) -> (u32, u32) {
+        (SIZE.0 + LEGEND_WIDTH, SIZE.1)
+    }
     fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<(), DB> {
         draw_line(root, self)
     }
@@ -365,10 +409,10 @@ fn write_both(chart: &impl Drawable, stem: &Path) -> anyhow::Result<Vec<PathBuf>
     let failed =
         |p: &Path, e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", p.display());
     chart
-        .draw_on(&BitMapBackend::new(&png, SIZE).into_drawing_area())
+        .draw_on(&BitMapBackend::new(&png, chart.size()).into_drawing_area())
         .map_err(|e| failed(&png, &e))?;
     chart
-        .draw_on(&SVGBackend::new(&svg, SIZE).into_drawing_area())
+        .draw_on(&SVGBackend::new(&svg, chart.size()).into_drawing_area())
         .map_err(|e| failed(&svg, &e))?;
     Ok(vec![png, svg])
 }
@@ -381,4 +425,19 @@ pub fn line_chart(chart: &LineChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>
 /// Write `stem.png` and `stem.svg`.
 pub fn bar_chart(chart: &BarChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
     write_both(chart, stem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_legend_labels_wrap_at_spaces_and_keep_every_word() {
+        let label = "aided-solve k=1: retrieved c' + c + q (fallback: c + q)";
+        let lines = wrap_label(label);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= LEGEND_WRAP), "{lines:?}");
+        assert_eq!(lines.join(" "), label);
+        assert_eq!(wrap_label("test-time only (c + q)"), vec!["test-time only (c + q)"]);
+    }
 }
