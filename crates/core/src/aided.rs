@@ -283,10 +283,12 @@ impl AidedProgram {
         let text = context.text();
         let predicted = steps.call(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], "predict").await?;
         let questions = likely_questions(&predicted, self.config.solve_questions as usize);
+        let situations: Vec<String> =
+            questions.iter().map(|question| format!("Situation:\n{}\n\nQuestion: {question}", text.trim())).collect();
+        let samples = self.config.solve_samples.max(1);
         let mut answers: Vec<Vec<Quantity>> = vec![Vec::new(); questions.len()];
-        for sample in 0..self.config.solve_samples.max(1) {
-            for (question, found) in questions.iter().zip(answers.iter_mut()) {
-                let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
+        for sample in 0..samples {
+            for (situation, found) in situations.iter().zip(answers.iter_mut()) {
                 let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())];
                 let solution = if sample == 0 {
                     steps.call(&ask, "solve").await?
@@ -301,7 +303,6 @@ impl AidedProgram {
                 found.extend(final_quantity(&written).cloned());
             }
         }
-        let samples = self.config.solve_samples.max(1);
         for (question, found) in questions.iter().zip(&answers) {
             let Some((answer, votes)) = majority(found) else { continue };
             let agreement = (samples > 1).then_some((votes, samples));
@@ -314,15 +315,19 @@ impl AidedProgram {
 /// The value most of `found` share, with its count; ties go to the earliest (the greedy
 /// solution comes first).
 fn majority(found: &[Quantity]) -> Option<(&Quantity, u32)> {
-    let same = |a: &Quantity, b: &Quantity| (a.number - b.number).abs() <= 1e-9 * a.number.abs().max(1.0);
     let mut best: Option<(&Quantity, u32)> = None;
     for q in found {
-        let votes = u32::try_from(found.iter().filter(|o| same(q, o)).count()).unwrap_or(u32::MAX);
+        let votes = u32::try_from(found.iter().filter(|o| same_value(q, o)).count()).unwrap_or(u32::MAX);
         if best.is_none_or(|(_, b)| votes > b) {
             best = Some((q, votes));
         }
     }
     best
+}
+
+/// Two computed values are the same number (up to float rounding of exact rationals).
+fn same_value(a: &Quantity, b: &Quantity) -> bool {
+    (a.number - b.number).abs() <= 1e-9 * b.number.abs().max(1.0)
 }
 
 /// The quantity a translated solution ends in: `answer`, else the name it prints (a small
@@ -362,7 +367,7 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, a
     let existing = doc
         .quantities
         .iter()
-        .filter(|q| (q.number - answer.number).abs() <= 1e-9 * answer.number.abs().max(1.0))
+        .filter(|q| same_value(q, answer))
         .min_by_key(|q| q.given)
         .map(|q| q.name.clone());
     let name = existing.unwrap_or_else(|| {

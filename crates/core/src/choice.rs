@@ -70,7 +70,7 @@ impl ProgramChoice {
             Box::new(AidedProgram::new(AidedConfig {
                 repair_rounds: settings.repair_rounds,
                 solve_questions,
-                solve_samples: settings.solve_samples.max(1),
+                solve_samples: settings.solve_samples,
                 ..AidedConfig::default()
             }))
         };

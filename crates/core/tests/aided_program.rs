@@ -3,6 +3,8 @@
 use sleeptime_core::{learn, AidedConfig, AidedProgram, Combine, Context, LearnConfig, NoProgress, SleepBudget, SleepProgram};
 use sleeptime_model::scripted::{Reply, ScriptedBackend};
 
+const KENJI: &str = "Kenji picks 82 coconuts on Friday and 3 times as many on Saturday.";
+
 const ELENA: &str = "Elena has 67 window ledges with 11 potted plants on each. She buys 37 new plants and 180 discounted plants. She gives away 5 plants from each ledge.";
 
 #[tokio::test]
@@ -142,7 +144,6 @@ async fn a_formula_answer_uses_learned_names_and_the_question_numbers() {
 /// solution's arithmetic, and the answer is linked to a quantity of the same value or added.
 #[tokio::test]
 async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engine() {
-    let context = "Kenji picks 82 coconuts on Friday and 3 times as many on Saturday.";
     let model = ScriptedBackend::new()
         .on("final question has been cut off", "1. How many coconuts does Kenji pick in total?\n2. How many coconuts does Kenji pick on Saturday?\n3. Unused?")
         .on_seq(
@@ -157,7 +158,7 @@ async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engin
         .on("expert reasoning explanation system", "Saturday is 3 * 82 = 246. Total 82 + 246 = 318. The answer is 318.")
         .on("Situation:", "friday = 82  # Friday coconuts\nsaturday = friday * 3  # Saturday coconuts\n# Q: How many on Saturday? -> saturday");
     let program = AidedProgram::new(AidedConfig { repair_rounds: 1, solve_questions: 2, ..AidedConfig::default() });
-    let draft = program.run(&Context::new(context).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let draft = program.run(&Context::new(KENJI).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
     let doc = draft.document.expect("doc");
     let total = doc.quantities.iter().find(|q| q.name == "answer_coconuts_kenji_pick_total").expect("a new quantity for the total");
     assert_eq!(total.value, "328", "the engine's sum, not the solution's 318");
@@ -179,7 +180,6 @@ async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engin
 /// solutions reach is kept — here the greedy solution's slip loses to two that agree.
 #[tokio::test]
 async fn sampled_solutions_vote_and_the_majority_value_is_kept() {
-    let context = "Kenji picks 82 coconuts on Friday and 3 times as many on Saturday.";
     let model = ScriptedBackend::new()
         .on("final question has been cut off", "How many coconuts does Kenji pick in total?")
         .on_seq(
@@ -195,7 +195,7 @@ async fn sampled_solutions_vote_and_the_majority_value_is_kept() {
         .on("Situation:", "friday = 82  # Friday coconuts");
     let config = AidedConfig { repair_rounds: 0, solve_questions: 1, solve_samples: 3, solve_temperature: 0.6 };
     let program = AidedProgram::new(config);
-    let draft = program.run(&Context::new(context).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let draft = program.run(&Context::new(KENJI).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
     let doc = draft.document.expect("doc");
     let solved: Vec<_> = doc.questions.iter().filter(|q| q.solved).map(|q| q.answer.as_str()).collect();
     assert_eq!(solved, vec!["328"], "two of three solutions reach 328; the greedy 246 loses");
