@@ -156,6 +156,9 @@ pub struct RunArgs {
     /// Aided-solve: solutions per question (greedy, then sampled); the majority value is kept.
     #[arg(long)]
     pub solve_samples: Option<u32>,
+    /// Aided-open: most open questions kept per context.
+    #[arg(long)]
+    pub open_questions: Option<u32>,
     /// Multi-Query: verified extra questions per context (enables Multi-Query).
     #[arg(long)]
     pub multi_query: Option<usize>,
@@ -416,6 +419,12 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
             bail!("--solve-samples must be at least 1");
         }
         spec.sleep.program.solve_samples = v;
+    }
+    if let Some(v) = args.open_questions {
+        if v == 0 {
+            bail!("--open-questions must be at least 1 (to run without them, leave aided-open out of --programs)");
+        }
+        spec.sleep.program.open_questions = v;
     }
     if let Some(extra) = args.multi_query {
         let mut mq = spec.multi_query.clone().unwrap_or_default();

@@ -32,6 +32,10 @@ pub struct SleepRecord {
     /// Whether the gold answer is among the values `c'` holds (computed quantities, or the
     /// numbers written in prose notes).
     pub answer_recall: bool,
+    /// Whether binding an open question's input to a number of the question gives the gold
+    /// answer (aided-open; absent for other programs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_recall: Option<bool>,
 }
 
 /// One (problem, condition) result.

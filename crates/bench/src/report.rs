@@ -825,7 +825,7 @@ fn markdown(
     );
     let _ = writeln!(
         md,
-        "| sleep programs | rethink: up to {} rewrites of ≤ {} tokens; aided: {} repair rounds; aided-solve: {} questions solved{}; k > 1 drafts at temperature {} |",
+        "| sleep programs | rethink: up to {} rewrites of ≤ {} tokens; aided: {} repair rounds; aided-solve: {} questions solved{}; aided-open: aided-solve plus up to {} open questions; k > 1 drafts at temperature {} |",
         spec.sleep.program.max_rethinks,
         spec.sleep.max_tokens_per_step,
         spec.sleep.program.repair_rounds,
@@ -834,6 +834,7 @@ fn markdown(
             0 | 1 => String::new(),
             n => format!(", {n} solutions each (majority)"),
         },
+        spec.sleep.program.open_questions,
         spec.sleep.sampled_temperature
     );
     let _ = writeln!(

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sleeptime_core::{
-    answer_with_program, learn, parse, route, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    answer_with_document, answer_with_program, learn, open_recall, parse, route, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
     Context, LearnConfig, LearnedContext, NoProgress, ProgramStyle, Route, RouteConfig,
     SleepBudget, Verbosity,
 };
@@ -27,7 +27,7 @@ use crate::backends::{stack, LazyPrefix, Meter};
 use crate::datasets::Problem;
 use crate::multiquery::{self, Group};
 use crate::record::{self, Manifest, Record, ResultsWriter, SleepRecord};
-use crate::spec::{Budget, Condition, ExperimentSpec, Layout, Sleeper};
+use crate::spec::{Budget, Condition, ExperimentSpec, Layout, ProgramKind, Sleeper};
 
 /// The models a run uses. `generator` (Multi-Query questions) and `scorer` (log P(q | c))
 /// default to `model`.
@@ -122,8 +122,9 @@ impl Learned {
         answer.map(|a| values.iter().any(|v| parse::numbers_match(*v, a)))
     }
 
-    fn record(&self, sleeper: Sleeper, gold: f64) -> SleepRecord {
+    fn record(&self, sleeper: Sleeper, question: &str, gold: f64) -> SleepRecord {
         let values = self.values();
+        let document = self.context.as_ref().and_then(|c| c.document.as_ref());
         SleepRecord {
             program: self.context.as_ref().map_or_else(
                 || sleeper.program.name().to_owned(),
@@ -138,12 +139,11 @@ impl Learned {
             seconds: self.seconds,
             steps: self.steps,
             learned_chars: self.text().map_or(0, str::len),
-            quantities: self
-                .context
-                .as_ref()
-                .and_then(|c| c.document.as_ref())
-                .map(|d| d.quantities.len()),
+            quantities: document.map(|d| d.quantities.len()),
             answer_recall: values.iter().any(|v| parse::numbers_match(*v, gold)),
+            open_recall: document
+                .filter(|_| sleeper.program == ProgramKind::AidedOpen)
+                .map(|d| open_recall(d, question, gold)),
         }
     }
 }
@@ -610,7 +610,7 @@ impl Shared<'_> {
                 cold,
             } => {
                 let learned = self.learned(state, context_id, context, *sleeper).await?;
-                rec.sleep = Some(learned.record(*sleeper, problem.answer));
+                rec.sleep = Some(learned.record(*sleeper, &problem.question, problem.answer));
                 let text = learned.text();
                 match layout {
                     Layout::Full => {
@@ -757,22 +757,41 @@ impl Shared<'_> {
                 let l = self
                     .learned(state, context_id, problem.context.trim(), s)
                     .await?;
-                rec.sleep = Some(l.record(s, problem.answer));
+                rec.sleep = Some(l.record(s, &problem.question, problem.answer));
                 Some(l)
             }
             None => None,
         };
         let meter = Meter::new(self.model.clone());
-        let text = learned.as_ref().and_then(|l| l.text());
-        let answer = answer_with_program(
-            &meter,
-            style,
-            problem.context.trim(),
-            text,
-            problem.question.trim(),
-            max_tokens,
-        )
-        .await?;
+        let document = learned
+            .as_ref()
+            .and_then(|l| l.context.as_ref())
+            .and_then(|c| c.document.as_ref());
+        let answer = match document {
+            // A structured c': rebinding and open questions work over its expressions.
+            Some(doc) => {
+                answer_with_document(
+                    &meter,
+                    style,
+                    problem.context.trim(),
+                    doc,
+                    problem.question.trim(),
+                    max_tokens,
+                )
+                .await?
+            }
+            None => {
+                answer_with_program(
+                    &meter,
+                    style,
+                    problem.context.trim(),
+                    learned.as_ref().and_then(|l| l.text()),
+                    problem.question.trim(),
+                    max_tokens,
+                )
+                .await?
+            }
+        };
         rec.answer = answer.number;
         rec.correct = answer
             .number

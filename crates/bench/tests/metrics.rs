@@ -159,6 +159,7 @@ fn amortised_cost_follows_the_formula() {
         learned_chars: 100,
         quantities: None,
         answer_recall: true,
+        open_recall: None,
     };
     let records: Vec<Record> = (0..3)
         .map(|i| {
@@ -311,6 +312,7 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         learned_chars: 50,
         quantities: Some(4),
         answer_recall: true,
+        open_recall: None,
     };
     let mut records = Vec::new();
     for i in 0..4 {
@@ -324,6 +326,7 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         );
         r.sleep = Some(SleepRecord {
             answer_recall: i != 3,
+            open_recall: None,
             ..sleep.clone()
         });
         r.hit_cap = i == 3;

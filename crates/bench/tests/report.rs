@@ -153,6 +153,7 @@ fn synthetic_records(n: usize) -> Vec<Record> {
                     learned_chars: 600,
                     quantities: None,
                     answer_recall: recall,
+                    open_recall: None,
                 });
             }
             out.push(r);

@@ -23,7 +23,9 @@ pub struct SleepArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// The sleep program: rethink (the paper's), aided (expressions computed by the engine),
-    /// aided-solve (aided, plus the likely questions solved ahead of time).
+    /// aided-solve (aided, plus the likely questions solved ahead of time), aided-open
+    /// (aided-solve, plus questions with numbers of their own written as checked steps over
+    /// open inputs).
     #[arg(long, default_value_t = ProgramChoice::Rethink)]
     pub program: ProgramChoice,
     /// Parallel drafts: concatenated (rethink) or merged quantity by quantity (aided).
@@ -38,6 +40,9 @@ pub struct SleepArgs {
     /// Aided-solve: solutions per question (greedy, then sampled); the majority value is kept.
     #[arg(long, default_value_t = 1)]
     pub solve_samples: u32,
+    /// Aided-open: most open questions kept.
+    #[arg(long, default_value_t = 3)]
+    pub open_questions: u32,
     /// Most tokens the model writes per step.
     #[arg(long, default_value_t = 768)]
     pub max_step_tokens: u32,
@@ -66,6 +71,7 @@ pub async fn sleep(backend_args: &BackendArgs, args: SleepArgs) -> Result<()> {
         max_rethinks: args.max_rethinks,
         solve_questions: args.solve_questions,
         solve_samples: args.solve_samples,
+        open_questions: args.open_questions,
         ..ProgramSettings::default()
     });
     let config = LearnConfig {

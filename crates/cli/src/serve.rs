@@ -57,7 +57,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10)]
     pub max_rethinks: u32,
     /// Which sleep program writes learned contexts: rethink (the paper's), aided (expressions
-    /// computed by the engine), aided-solve (aided, plus the likely questions solved ahead).
+    /// computed by the engine), aided-solve (aided, plus the likely questions solved ahead),
+    /// aided-open (aided-solve, plus questions with open inputs as checked steps).
     #[arg(long, default_value_t = ProgramChoice::Rethink)]
     pub sleep_program: ProgramChoice,
     /// Aided program: repair rounds for expressions that fail to evaluate.
@@ -70,6 +71,9 @@ pub struct ServeArgs {
     /// value is kept.
     #[arg(long, default_value_t = 1)]
     pub solve_samples: u32,
+    /// Aided-open program: most open questions kept.
+    #[arg(long, default_value_t = 3)]
+    pub open_questions: u32,
     /// Re-learn a context once its newest learned context is this many hours old (e.g. after
     /// changing the model or the sleep program); fractions allowed. Default: never.
     #[arg(long, value_name = "HOURS")]
@@ -117,6 +121,7 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     config.sleep.settings.repair_rounds = args.repair_rounds;
     config.sleep.settings.solve_questions = args.solve_questions;
     config.sleep.settings.solve_samples = args.solve_samples;
+    config.sleep.settings.open_questions = args.open_questions;
     config.sleep.program = args.sleep_program;
 
     let store: Arc<dyn Store> = match &args.database {

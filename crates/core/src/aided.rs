@@ -11,6 +11,7 @@ use sleeptime_calc::{evaluate, parse_program, Evaluation, Program};
 use sleeptime_model::{ChatRequest, Message, ModelBackend};
 
 use crate::document::{AnticipatedQuestion, LearnedDocument, Quantity};
+use crate::open;
 use crate::{Context, Draft, EngineError, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
 
 /// The sleep prompt. A skeleton with placeholders steers format better than an example,
@@ -46,11 +47,14 @@ pub struct AidedConfig {
     pub solve_samples: u32,
     /// Temperature of the sampled solutions.
     pub solve_temperature: f32,
+    /// Open questions to keep (0: none): likely questions that bring numbers of their own,
+    /// written as steps over named inputs, checked by the engine on probe values.
+    pub open_questions: u32,
 }
 
 impl Default for AidedConfig {
     fn default() -> Self {
-        Self { repair_rounds: 2, solve_questions: 0, solve_samples: 1, solve_temperature: 0.7 }
+        Self { repair_rounds: 2, solve_questions: 0, solve_samples: 1, solve_temperature: 0.7, open_questions: 0 }
     }
 }
 
@@ -164,7 +168,7 @@ fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
             Some(AnticipatedQuestion { question, quantity: name, answer: q.value.clone(), solved: false })
         })
         .collect();
-    (LearnedDocument { quantities, questions, notes: Vec::new() }, failures(&program, &eval))
+    (LearnedDocument { quantities, questions, ..LearnedDocument::default() }, failures(&program, &eval))
 }
 
 /// Asks for the questions a situation most likely ends with (the paper: predictable
@@ -187,6 +191,8 @@ No prose, no code fences.";
 struct Written {
     /// The model's replies, in order.
     replies: Vec<String>,
+    /// The program as merged across repairs.
+    text: String,
     doc: LearnedDocument,
     failing: Vec<String>,
 }
@@ -204,14 +210,21 @@ impl Steps<'_> {
     /// One model call, sampled as the draft's budget says.
     async fn call(&mut self, messages: &[Message], action: &'static str) -> Result<String, EngineError> {
         let seed = self.budget.seed.map(|s| s + u64::from(self.stats.steps + 1));
-        self.call_with(messages, action, self.budget.temperature, seed).await
+        self.call_with(messages, action, self.budget.temperature, seed, None).await
+    }
+
+    /// One model call whose reply starts with `prefix` (returned with it).
+    async fn call_prefixed(&mut self, messages: &[Message], action: &'static str, prefix: &str) -> Result<String, EngineError> {
+        let seed = self.budget.seed.map(|s| s + u64::from(self.stats.steps + 1));
+        let reply = self.call_with(messages, action, self.budget.temperature, seed, Some(prefix)).await?;
+        Ok(format!("{prefix}{reply}"))
     }
 
     /// One model call at `temperature` (a sampled call gets a seed even in a greedy draft,
     /// so reruns ask the same and hit the call cache).
     async fn sampled(&mut self, messages: &[Message], action: &'static str, temperature: f32) -> Result<String, EngineError> {
         let seed = self.budget.seed.unwrap_or(0) + u64::from(self.stats.steps + 1);
-        self.call_with(messages, action, temperature, Some(seed)).await
+        self.call_with(messages, action, temperature, Some(seed), None).await
     }
 
     async fn call_with(
@@ -220,12 +233,14 @@ impl Steps<'_> {
         action: &'static str,
         temperature: f32,
         seed: Option<u64>,
+        prefix: Option<&str>,
     ) -> Result<String, EngineError> {
         self.stats.steps += 1;
         let step = self.stats.steps;
         self.progress.event(SleepEvent::StepStarted { draft: self.draft, step });
-        let request =
+        let mut request =
             ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step).with_sampling(temperature, 1.0, seed);
+        request.assistant_prefix = prefix.map(str::to_owned);
         let completion = self.model.complete(&request).await?;
         // Trace level: replies quote the context, which default logs never show.
         tracing::trace!(action, reply = %completion.text, "aided step");
@@ -251,13 +266,14 @@ impl AidedProgram {
         action: &'static str,
     ) -> Result<Written, EngineError> {
         let mut source = Source::default();
-        let mut written = Written { replies: Vec::new(), doc: LearnedDocument::default(), failing: Vec::new() };
+        let mut written = Written { replies: Vec::new(), text: String::new(), doc: LearnedDocument::default(), failing: Vec::new() };
         for round in 0..=self.config.repair_rounds {
             let completion = steps.call(&messages, if round == 0 { action } else { "repair" }).await?;
             source.merge(&completion);
             written.replies.push(completion.clone());
             steps.stats.rewrites += 1;
-            (written.doc, written.failing) = document(&source.text(), context);
+            written.text = source.text();
+            (written.doc, written.failing) = document(&written.text, context);
             if written.failing.is_empty() {
                 break;
             }
@@ -307,6 +323,52 @@ impl AidedProgram {
             let Some((answer, votes)) = majority(found) else { continue };
             let agreement = (samples > 1).then_some((votes, samples));
             record_answer(doc, question, answer, agreement);
+        }
+        Ok(())
+    }
+
+    /// Predict likely questions that bring a number of their own, solve each step by step,
+    /// translate the solution into expressions, and let the engine turn the question's new
+    /// number into a named input (kept only if the answer evaluates and depends on it). A
+    /// question with nothing open is recorded as an answered question.
+    async fn write_open_questions(
+        &self,
+        steps: &mut Steps<'_>,
+        doc: &mut LearnedDocument,
+        context: &Context,
+    ) -> Result<(), EngineError> {
+        let text = context.text();
+        let ask = [Message::system(open::OPEN_PREDICT_SYSTEM), Message::user(text.to_owned())];
+        let predicted = steps.call_prefixed(&ask, "predict-open", open::OPEN_PREDICT_PREFIX).await?;
+        let limit = self.config.open_questions as usize;
+        let mut forms = Vec::new();
+        let questions: Vec<String> = likely_questions(&predicted, 3 * limit)
+            .into_iter()
+            .filter(|q| !open::new_numbers(q, text).is_empty())
+            .filter(|q| {
+                let form = open::form_of(q);
+                let new = !forms.contains(&form);
+                forms.push(form);
+                new
+            })
+            .take(limit)
+            .collect();
+        for question in questions {
+            let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
+            let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())];
+            let solution = steps.call(&ask, "solve-open").await?;
+            let messages = vec![
+                Message::system(TRANSLATE_SYSTEM),
+                Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
+            ];
+            let written = self.write_program(steps, messages, text, "translate").await?;
+            // The example number stays out of the name: test time binds another.
+            let answer_name = unique_name(doc, &name_for(&question.replace(|c: char| c.is_ascii_digit(), "")));
+            match open::open_question(doc, &question, &written.text, text, &answer_name) {
+                Ok(open::Checked::Open(open)) => doc.open_questions.push(open),
+                Ok(open::Checked::Fixed { question, answer }) => record_answer(doc, &question, &answer, None),
+                Err(why) => tracing::debug!(%question, ?why, "open question dropped"),
+            }
         }
         Ok(())
     }
@@ -371,13 +433,7 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, a
         .min_by_key(|q| q.given)
         .map(|q| q.name.clone());
     let name = existing.unwrap_or_else(|| {
-        let base = name_for(question);
-        let mut name = base.clone();
-        let mut i = 2;
-        while doc.quantities.iter().any(|q| q.name == name) {
-            name = format!("{base}_{i}");
-            i += 1;
-        }
+        let name = unique_name(doc, &name_for(question));
         doc.quantities.push(Quantity {
             name: name.clone(),
             description: match agreement {
@@ -395,6 +451,21 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, a
     // Solved questions come first: they are the ones the program expects most.
     let at = doc.questions.iter().take_while(|q| q.solved).count();
     doc.questions.insert(at, AnticipatedQuestion { question: question.to_owned(), quantity: name, answer: answer.value.clone(), solved: true });
+}
+
+/// `base`, or `base_2`, `base_3`, … if the document already uses it.
+fn unique_name(doc: &LearnedDocument, base: &str) -> String {
+    let used = |name: &str| {
+        doc.quantities.iter().any(|q| q.name == name)
+            || doc.open_questions.iter().flat_map(|o| o.inputs.iter().chain(&o.steps)).any(|q| q.name == name)
+    };
+    let mut name = base.to_owned();
+    let mut i = 2;
+    while used(&name) {
+        name = format!("{base}_{i}");
+        i += 1;
+    }
+    name
 }
 
 /// `answer_<first content words of the question>`.
@@ -419,6 +490,9 @@ impl SleepProgram for AidedProgram {
                 params.push_str(&format!(",solve_samples={},solve_temperature={}", self.config.solve_samples, self.config.solve_temperature));
             }
         }
+        if self.config.open_questions > 0 {
+            params.push_str(&format!(",open_questions={}", self.config.open_questions));
+        }
         ProgramRef { name: "aided".into(), version: 2, params }
     }
 
@@ -441,6 +515,9 @@ impl SleepProgram for AidedProgram {
         }
         if self.config.solve_questions > 0 {
             self.solve_likely_questions(&mut steps, &mut doc, context).await?;
+        }
+        if self.config.open_questions > 0 {
+            self.write_open_questions(&mut steps, &mut doc, context).await?;
         }
         let mut stats = steps.stats;
         stats.seconds = started.elapsed().as_secs_f64();
@@ -495,6 +572,18 @@ pub fn merge_documents(docs: &[&LearnedDocument]) -> LearnedDocument {
         for n in &doc.notes {
             if !merged.notes.contains(n) {
                 merged.notes.push(n.clone());
+            }
+        }
+        // Each draft named its open questions' steps apart from its own quantities only: one
+        // whose names another draft's already uses is left out rather than mixed with it.
+        for open in &doc.open_questions {
+            let taken = |name: &str| {
+                merged.quantities.iter().any(|q| q.name == name)
+                    || merged.open_questions.iter().flat_map(|m| m.inputs.iter().chain(&m.steps)).any(|q| q.name == name)
+            };
+            let clash = open.inputs.iter().chain(&open.steps).any(|q| taken(&q.name));
+            if !clash && !merged.open_questions.iter().any(|m| m.question == open.question) {
+                merged.open_questions.push(open.clone());
             }
         }
     }

@@ -20,6 +20,10 @@ pub enum ProgramChoice {
     /// Program-aided, plus the likely questions predicted and solved step by step, with the
     /// solutions' arithmetic redone by the engine.
     AidedSolve,
+    /// Program-aided with solved likely questions, plus open questions: the likely questions
+    /// that bring numbers of their own, written as checked steps over named inputs that test
+    /// time binds.
+    AidedOpen,
 }
 
 /// The settings the shipped programs take. Serialised flat, so that a service's or a
@@ -37,6 +41,13 @@ pub struct ProgramSettings {
     /// AidedSolve: solutions per question, the majority value kept (1: greedy only).
     #[serde(default = "default_solve_samples")]
     pub solve_samples: u32,
+    /// AidedOpen: most open questions kept.
+    #[serde(default = "default_open_questions")]
+    pub open_questions: u32,
+}
+
+fn default_open_questions() -> u32 {
+    ProgramSettings::default().open_questions
 }
 
 fn default_solve_questions() -> u32 {
@@ -49,28 +60,31 @@ fn default_solve_samples() -> u32 {
 
 impl Default for ProgramSettings {
     fn default() -> Self {
-        Self { max_rethinks: RethinkConfig::default().max_rethinks, repair_rounds: 2, solve_questions: 2, solve_samples: 1 }
+        Self { max_rethinks: RethinkConfig::default().max_rethinks, repair_rounds: 2, solve_questions: 2, solve_samples: 1, open_questions: 3 }
     }
 }
 
 impl ProgramChoice {
-    pub const ALL: [ProgramChoice; 3] = [ProgramChoice::Rethink, ProgramChoice::Aided, ProgramChoice::AidedSolve];
+    pub const ALL: [ProgramChoice; 4] =
+        [ProgramChoice::Rethink, ProgramChoice::Aided, ProgramChoice::AidedSolve, ProgramChoice::AidedOpen];
 
     pub fn name(self) -> &'static str {
         match self {
             ProgramChoice::Rethink => "rethink",
             ProgramChoice::Aided => "aided",
             ProgramChoice::AidedSolve => "aided-solve",
+            ProgramChoice::AidedOpen => "aided-open",
         }
     }
 
     /// The program, configured.
     pub fn build(self, settings: &ProgramSettings) -> Box<dyn SleepProgram> {
-        let aided = |solve_questions| {
+        let aided = |solve_questions, open_questions| {
             Box::new(AidedProgram::new(AidedConfig {
                 repair_rounds: settings.repair_rounds,
                 solve_questions,
                 solve_samples: settings.solve_samples,
+                open_questions,
                 ..AidedConfig::default()
             }))
         };
@@ -78,8 +92,9 @@ impl ProgramChoice {
             ProgramChoice::Rethink => {
                 Box::new(RethinkProgram::new(RethinkConfig { max_rethinks: settings.max_rethinks, ..RethinkConfig::default() }))
             }
-            ProgramChoice::Aided => aided(0),
-            ProgramChoice::AidedSolve => aided(settings.solve_questions.max(1)),
+            ProgramChoice::Aided => aided(0, 0),
+            ProgramChoice::AidedSolve => aided(settings.solve_questions.max(1), 0),
+            ProgramChoice::AidedOpen => aided(settings.solve_questions.max(1), settings.open_questions.max(1)),
         }
     }
 
@@ -112,6 +127,7 @@ impl FromStr for ProgramChoice {
             "rethink" | "paper" => Ok(Self::Rethink),
             "aided" | "program" => Ok(Self::Aided),
             "aided-solve" | "aided_solve" | "solve" => Ok(Self::AidedSolve),
+            "aided-open" | "aided_open" | "open" => Ok(Self::AidedOpen),
             other => Err(format!(
                 "unknown sleep program {other:?} (one of: {})",
                 Self::ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
@@ -134,9 +150,11 @@ mod tests {
             let id = choice.build(&settings).id();
             let expected = if choice == ProgramChoice::Rethink { "rethink" } else { "aided" };
             assert_eq!(id.name, expected);
-            assert_eq!(id.params.contains("solve_questions=2"), choice == ProgramChoice::AidedSolve, "{id:?}");
+            let solves = matches!(choice, ProgramChoice::AidedSolve | ProgramChoice::AidedOpen);
+            assert_eq!(id.params.contains("solve_questions=2"), solves, "{id:?}");
+            assert_eq!(id.params.contains("open_questions=3"), choice == ProgramChoice::AidedOpen, "{id:?}");
         }
         let err = "magic".parse::<ProgramChoice>().expect_err("unknown");
-        assert!(err.contains("rethink, aided, aided-solve"), "{err}");
+        assert!(err.contains("rethink, aided, aided-solve, aided-open"), "{err}");
     }
 }

@@ -32,12 +32,35 @@ pub struct AnticipatedQuestion {
     pub solved: bool,
 }
 
+/// A question expected with numbers of its own left open: sleep time wrote its steps as
+/// expressions over named inputs and checked them on probe values; test time binds the
+/// inputs to the question's numbers and the engine evaluates the steps (see `open.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenQuestion {
+    /// The question with each input written `{name}`.
+    pub question: String,
+    /// The inputs, with the example values the steps were checked on.
+    pub inputs: Vec<Quantity>,
+    /// The steps in order (values for the example inputs); the last is the answer.
+    pub steps: Vec<Quantity>,
+}
+
+impl OpenQuestion {
+    /// The quantity holding the answer.
+    pub fn answer(&self) -> Option<&Quantity> {
+        self.steps.last()
+    }
+}
+
 /// The typed form of `c'`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LearnedDocument {
     pub quantities: Vec<Quantity>,
     pub questions: Vec<AnticipatedQuestion>,
     pub notes: Vec<String>,
+    /// Questions with open inputs (absent in documents written before they existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_questions: Vec<OpenQuestion>,
 }
 
 impl LearnedDocument {
@@ -67,6 +90,17 @@ impl LearnedDocument {
             out.push_str("Anticipated questions:\n");
             for q in questions {
                 out.push_str(&format!("- {} Answer: {} ({})\n", q.question, q.answer, q.quantity));
+            }
+        }
+        if with_questions && !self.open_questions.is_empty() {
+            out.push_str("Questions with open numbers (to answer one, write its input lines with the question's numbers, then its answer line):\n");
+            for open in &self.open_questions {
+                let Some(answer) = open.answer() else { continue };
+                out.push_str(&format!("- {}\n", open.question));
+                for input in &open.inputs {
+                    out.push_str(&format!("  {} = <number>\n", input.name));
+                }
+                out.push_str(&format!("  answer = {}\n", answer.name));
             }
         }
         if !self.notes.is_empty() {

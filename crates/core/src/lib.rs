@@ -22,6 +22,7 @@ mod document;
 mod error;
 mod learn;
 mod learned;
+mod open;
 pub mod parse;
 mod program;
 pub mod prompts;
@@ -33,11 +34,15 @@ pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM, PREDIC
 pub use choice::{ProgramChoice, ProgramSettings};
 pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
 pub use context::{Context, ContextHash};
-pub use document::{AnticipatedQuestion, LearnedDocument, Quantity};
+pub use document::{AnticipatedQuestion, LearnedDocument, OpenQuestion, Quantity};
+pub use open::{definitions, open_recall, OPEN_PREDICT_PREFIX, OPEN_PREDICT_SYSTEM};
 pub use error::{EngineError, EngineErrorKind};
 pub use learn::{learn, Combine, LearnConfig};
 pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
 pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
 pub use rethink::{RethinkConfig, RethinkProgram};
 pub use route::{route, Route, RouteConfig};
-pub use solve::{answer_with_program, solve_with_program, ProgramAnswer, ProgramStyle, FORMULA_SYSTEM, SOLVE_SYSTEM};
+pub use solve::{
+    answer_with_document, answer_with_program, solve_with_program, ProgramAnswer, ProgramStyle, BIND_SYSTEM, FORMULA_SYSTEM,
+    SOLVE_SYSTEM,
+};

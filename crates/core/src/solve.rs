@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use sleeptime_calc::{evaluate, parse_program};
 use sleeptime_model::{ChatRequest, FinishReason, Message, ModelBackend, Usage};
 
-use crate::{EngineError, EngineErrorKind};
+use crate::open::definitions;
+use crate::{EngineError, EngineErrorKind, LearnedDocument};
 
 pub const SOLVE_SYSTEM: &str = "\
 Solve the question about the situation by writing a small program a computer will evaluate exactly.
@@ -36,6 +37,13 @@ pub const FORMULA_SYSTEM: &str = "\
 Answer the question with one line that a computer evaluates exactly:
 answer = <expression>
 Use numbers from the situation and the question; allowed: + - * / ( ), min, max, round, floor, ceil.
+Never write the result of a calculation yourself. Write nothing else.";
+
+/// The formula prompt when `c'` holds open questions: the model may bind one's inputs.
+pub const BIND_SYSTEM: &str = "\
+Answer the question with lines a computer evaluates exactly.
+If the question is one of the questions with open numbers below, write that question's input lines with the numbers from the question, then its answer line.
+Otherwise write one line: answer = <expression>, using numbers from the question and names from the notes; allowed: + - * / ( ), min, max, round, floor, ceil.
 Never write the result of a calculation yourself. Write nothing else.";
 
 /// How the model writes its answer program.
@@ -70,7 +78,7 @@ pub async fn solve_with_program(
 }
 
 /// Answer `question` with a program in `style`; the engine evaluates it, with the learned
-/// context's quantities defined under their names.
+/// context's quantities defined under their names (by value, as read from its text).
 pub async fn answer_with_program(
     model: &dyn ModelBackend,
     style: ProgramStyle,
@@ -79,11 +87,57 @@ pub async fn answer_with_program(
     question: &str,
     max_tokens: u32,
 ) -> Result<ProgramAnswer, EngineError> {
+    let definitions = learned.map(definitions_from_text).unwrap_or_default();
+    let system = style.system();
+    answer_over(model, style, system, context, learned, definitions, question, max_tokens).await
+}
+
+/// Answer `question` with a program in `style` over a structured `c'`: its quantities are
+/// defined by their expressions (a number the question changes recomputes what depends on
+/// it), and its open questions' checked steps are there for the model to bind their inputs.
+pub async fn answer_with_document(
+    model: &dyn ModelBackend,
+    style: ProgramStyle,
+    context: &str,
+    doc: &LearnedDocument,
+    question: &str,
+    max_tokens: u32,
+) -> Result<ProgramAnswer, EngineError> {
+    let system = if style == ProgramStyle::Formula && !doc.open_questions.is_empty() { BIND_SYSTEM } else { style.system() };
+    let text = doc.render();
+    let learned = Some(text.as_str()).filter(|t| !t.trim().is_empty());
+    answer_over(model, style, system, context, learned, definitions(doc), question, max_tokens).await
+}
+
+/// `- name = ... = value  (meaning)` lines of a rendered `c'` as `name = value` definitions.
+fn definitions_from_text(learned: &str) -> Vec<(String, String)> {
+    learned
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .filter_map(|l| l.split_once(" = ").map(|(name, rest)| (name.to_owned(), rest)))
+        .map(|(name, rest)| {
+            let value = rest.split("  (").next().unwrap_or(rest).rsplit(" = ").next().unwrap_or(rest);
+            (name.clone(), format!("{name} = {value}"))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn answer_over(
+    model: &dyn ModelBackend,
+    style: ProgramStyle,
+    system_prompt: &str,
+    context: &str,
+    learned: Option<&str>,
+    definitions: Vec<(String, String)>,
+    question: &str,
+    max_tokens: u32,
+) -> Result<ProgramAnswer, EngineError> {
     if question.trim().is_empty() {
         return Err(EngineError::new(EngineErrorKind::EmptyQuestion, "the question is empty"));
     }
     let started = Instant::now();
-    let mut system = style.system().to_owned();
+    let mut system = system_prompt.to_owned();
     if let Some(learned) = learned {
         system.push_str(match style {
             ProgramStyle::Program => "\nYou may reuse these quantities computed earlier (copy a line to use its name):\n",
@@ -104,21 +158,14 @@ pub async fn answer_with_program(
             program_text = format!("{program_text}\nanswer = {line}");
         }
     }
-    if let Some(learned) = learned {
-        // Lines of the learned context are valid definitions the program may refer to.
-        let defs: Vec<String> = learned
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("- "))
-            .filter_map(|l| l.split_once(" = ").map(|(name, rest)| (name.to_owned(), rest)))
-            .map(|(name, rest)| {
-                let value = rest.split("  (").next().unwrap_or(rest).rsplit(" = ").next().unwrap_or(rest);
-                format!("{name} = {value}")
-            })
-            .collect();
+    if !definitions.is_empty() {
+        // The learned context's definitions the program may refer to; a name the program
+        // defines itself (a number the question changes, an open question's input) is the
+        // program's.
         let program = parse_program(&program_text);
-        let defined: Vec<&str> = program.statements.iter().map(|s| s.name.as_str()).collect();
-        let missing: Vec<String> = defs.into_iter().filter(|d| !defined.iter().any(|n| d.starts_with(&format!("{n} ")))).collect();
-        program_text = format!("{}\n{}", missing.join("\n"), program_text);
+        let defined: std::collections::HashSet<&str> = program.statements.iter().map(|s| s.name.as_str()).collect();
+        let kept: Vec<&str> = definitions.iter().filter(|(name, _)| !defined.contains(name.as_str())).map(|(_, line)| line.as_str()).collect();
+        program_text = format!("{}\n{}", kept.join("\n"), program_text);
     }
     let program = parse_program(&program_text);
     let formula_written = program.statements.iter().any(|s| s.name == "answer" && s.expr.is_ok());

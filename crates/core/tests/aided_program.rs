@@ -193,7 +193,7 @@ async fn sampled_solutions_vote_and_the_majority_value_is_kept() {
         )
         .on("expert reasoning explanation system", "Total is 82 * 4 = 328. The answer is 328.")
         .on("Situation:", "friday = 82  # Friday coconuts");
-    let config = AidedConfig { repair_rounds: 0, solve_questions: 1, solve_samples: 3, solve_temperature: 0.6 };
+    let config = AidedConfig { repair_rounds: 0, solve_questions: 1, solve_samples: 3, solve_temperature: 0.6, ..AidedConfig::default() };
     let program = AidedProgram::new(config);
     let draft = program.run(&Context::new(KENJI).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
     let doc = draft.document.expect("doc");
@@ -212,4 +212,73 @@ async fn sampled_solutions_vote_and_the_majority_value_is_kept() {
     }
     assert_ne!(solves[1].seed, solves[2].seed, "each sampled solution has its own seed");
     assert_eq!(program.id().params, "repair_rounds=0,solve_questions=1,solve_samples=3,solve_temperature=0.6");
+}
+
+const FARMER: &str = "A farmer buys six 6-kilogram boxes of oats and nineteen 16-kilogram sacks of hay.";
+
+/// Open questions: sleep time predicts questions that bring a number of their own, solves
+/// and translates each, and the engine makes the question's new number a named input, kept
+/// only if the answer evaluates and depends on it. At test time the model binds the input (or
+/// rebinds a given number) and the engine evaluates the checked steps.
+#[tokio::test]
+async fn open_questions_are_checked_at_sleep_time_and_bound_at_test_time() {
+    use sleeptime_core::{answer_with_document, ProgramStyle, BIND_SYSTEM, OPEN_PREDICT_SYSTEM};
+    // The reply continues the "If" the engine started it with.
+    let predicted = " the truck carries 100 kilograms at a time, how many trips are needed?\n\
+        If the truck carries 50 kilograms at a time, how many trips are needed?\n\
+        How many kilograms of oats are there?\n\
+        If 2 sacks of hay are eaten a day, how many days does the hay last?";
+    let model = ScriptedBackend::new()
+        .on(OPEN_PREDICT_SYSTEM, predicted)
+        .on_seq(
+            "Rewrite the worked solution",
+            vec![
+                Reply::Text("truck_kg = 100  # what the truck carries\nfeed_kg = 6 * 6 + 19 * 16  # all feed\nanswer = ceil(feed_kg / truck_kg)".into()),
+                // The second translation needs a repair before it evaluates.
+                Reply::Text("answer = 19 / sacks_a_day  # days".into()),
+                Reply::Text("sacks_a_day = 2  # sacks eaten a day".into()),
+            ],
+        )
+        .on("expert reasoning explanation system", "Work it out step by step. The answer is 4.")
+        .on("Situation:", "oats_kg = 6 * 6  # oats\nhay_kg = 19 * 16  # hay\ntotal_feed_kg = oats_kg + hay_kg  # all feed");
+    let program = AidedProgram::new(AidedConfig { repair_rounds: 1, open_questions: 3, ..AidedConfig::default() });
+    let draft = program.run(&Context::new(FARMER).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("run");
+    let doc = draft.document.expect("doc");
+
+    let open: Vec<_> = doc.open_questions.iter().map(|o| o.question.as_str()).collect();
+    assert_eq!(
+        open,
+        vec![
+            "If the truck carries {truck_kg} kilograms at a time, how many trips are needed?",
+            "If {sacks_a_day} sacks of hay are eaten a day, how many days does the hay last?",
+        ],
+        "the question of the same form and the one without a number of its own are not solved"
+    );
+    let predict = model.calls().into_iter().find(|c| c.messages[0].content == OPEN_PREDICT_SYSTEM).expect("predict-open");
+    assert_eq!(predict.assistant_prefix.as_deref(), Some("If"));
+    let trips = &doc.open_questions[0];
+    assert_eq!(trips.inputs.iter().map(|i| (i.name.as_str(), i.value.as_str())).collect::<Vec<_>>(), vec![("truck_kg", "100")]);
+    let answer = trips.answer().expect("answer step");
+    assert_eq!((answer.name.as_str(), answer.value.as_str()), ("answer_truck_carries_kilograms_at", "4"), "ceil(340 / 100)");
+    assert_eq!(doc.open_questions[1].answer().map(|a| a.value.as_str()), Some("9.5"), "the repaired translation");
+    assert_eq!(draft.stats.steps, 1 + 1 + 2 + 3, "write, predict-open, solve + translate, solve + translate + repair");
+    assert_eq!(program.id().params, "repair_rounds=1,open_questions=3");
+    assert!(draft.text.contains("  truck_kg = <number>\n  answer = answer_truck_carries_kilograms_at"), "{}", draft.text);
+
+    // Test time: bind the input; the engine evaluates the checked steps.
+    let ask = |reply: &str| ScriptedBackend::new().on("Question:", reply);
+    let model = ask("truck_kg = 200\nanswer = answer_truck_carries_kilograms_at");
+    let a = answer_with_document(&model, ProgramStyle::Formula, FARMER, &doc, "If the truck can carry 200 kilograms at a time, how many trips?", 48)
+        .await
+        .expect("bind");
+    assert_eq!(a.number, Some(2.0), "ceil(340 / 200): {a:?}");
+    assert!(model.calls()[0].messages[0].content.starts_with(BIND_SYSTEM));
+    // Rebinding a given number recomputes what depends on it.
+    let model = ask("hay_kg = 20 * 16\nanswer = total_feed_kg");
+    let a = answer_with_document(&model, ProgramStyle::Formula, FARMER, &doc, "With twenty sacks of hay, how much feed?", 48).await.expect("rebind");
+    assert_eq!(a.number, Some(356.0), "36 + 320: {a:?}");
+    // A binding that breaks the steps is an error, not a guess.
+    let model = ask("truck_kg = 0\nanswer = answer_truck_carries_kilograms_at");
+    let a = answer_with_document(&model, ProgramStyle::Formula, FARMER, &doc, "A truck carrying nothing?", 48).await.expect("bind");
+    assert_eq!(a.number, None, "{a:?}");
 }
