@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use sleeptime_calc::{evaluate, parse_program, Evaluation, Program};
+use sleeptime_calc::{evaluate, parse_program, Evaluation};
 
 use crate::document::{LearnedDocument, OpenQuestion, Quantity};
 
@@ -230,17 +230,15 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         .or_else(|| lines.last())
         .map(|(n, _, _)| n.clone())
         .unwrap_or_default();
-    let run = |overrides: &[(&str, String)]| -> (Program, Evaluation) {
+    let run = |overrides: &[(&str, String)]| -> Evaluation {
         let mut text = join(base);
         for (name, expr, _) in &lines {
             let expr = overrides.iter().find(|(n, _)| n == name).map_or(expr.as_str(), |(_, v)| v.as_str());
             text.push_str(&format!("\n{name} = {expr}"));
         }
-        let program = parse_program(&text);
-        let eval = evaluate(&program);
-        (program, eval)
+        evaluate(&parse_program(&text))
     };
-    let (_, eval) = run(&[]);
+    let eval = run(&[]);
     let Some(answer) = eval.get(&answer_name).copied() else {
         let why = eval.errors.iter().find(|e| e.name == answer_name).map_or_else(|| "no answer line".to_owned(), |e| e.error.to_string());
         return Err(Rejected::NoAnswer(why));
@@ -260,7 +258,7 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         .iter()
         .filter(|input| {
             let Some(example) = eval.get(input) else { return false };
-            let (_, probed) = run(&[(input.as_str(), probe(example.to_f64()))]);
+            let probed = run(&[(input.as_str(), probe(example.to_f64()))]);
             probed.get(&answer_name).is_some_and(|v| *v != answer)
         })
         .cloned()
@@ -277,11 +275,17 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         let answer = quantity(&answer_name, &expr, &comment, &eval).ok_or_else(|| Rejected::NoAnswer("no answer".into()))?;
         return Ok(Checked::Fixed { question: fixed, answer });
     }
+    // An input the answer does not depend on is a fixed step, written into the question.
+    for input in inputs.iter().filter(|i| !effective.contains(i)) {
+        if let Some(v) = eval.get(input) {
+            question = question.replace(&format!("{{{input}}}"), &v.to_string());
+        }
+    }
     // The steps the answer needs, in the block's order; the answer last.
     let needed = needed_names(&lines, &answer_name);
     let mut steps: Vec<Quantity> = lines
         .iter()
-        .filter(|(n, _, _)| needed.contains(n) && !inputs.contains(n) && *n != answer_name)
+        .filter(|(n, _, _)| needed.contains(n) && !effective.contains(n) && *n != answer_name)
         .filter_map(|(n, e, c)| quantity(n, e, c, &eval))
         .collect();
     let (_, expr, comment) = lines.iter().find(|(n, _, _)| *n == answer_name).cloned().unwrap_or_default();
@@ -437,6 +441,20 @@ mod tests {
         assert!(matches!(ignored, Ok(Checked::Fixed { .. })), "{ignored:?}");
         let failing = open_question(&d, "If 0 boxes are shared, how much each?", "boxes = 0\nanswer = oats_kg / boxes", FEED, "answer_y");
         assert!(matches!(failing, Err(Rejected::NoAnswer(_))), "{failing:?}");
+    }
+
+    #[test]
+    fn an_input_the_answer_ignores_stays_a_fixed_step() {
+        let d = doc("kg_per_bag = 10");
+        let translation = "pigs = 3  # pigs\nbags = 5  # bags\nanswer = bags * kg_per_bag + pigs * 0";
+        let Ok(Checked::Open(open)) = open_question(&d, "If 3 pigs eat 5 bags, how many kg?", translation, "10 kg a bag", "answer_kg") else {
+            panic!("open")
+        };
+        assert_eq!(open.question, "If 3 pigs eat {bags} bags, how many kg?");
+        assert_eq!(open.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["bags"]);
+        let mut d = d;
+        d.open_questions.push(open);
+        assert!(open_recall(&d, "If 4 pigs eat 7 bags, how many kg?", 70.0), "pigs stays defined, so binding bags evaluates");
     }
 
     #[test]
