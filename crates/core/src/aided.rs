@@ -177,11 +177,13 @@ pub const PREDICT_SYSTEM: &str = "\
 The text below is a word problem whose final question has been cut off. Write the questions it most likely ends with, most likely first, one per line, each ending with a question mark. No answers, no numbering, no other text.";
 
 /// Turns a worked solution into expressions, so the engine, not the model, does its arithmetic.
+/// No example names: a small model copied an example's names into unrelated situations
+/// (`wheat_length_in` for a farmer's feed), which is why the program's version is 3.
 pub const TRANSLATE_SYSTEM: &str = "\
 Rewrite the worked solution below as a small program a computer will evaluate exactly.
 Rules:
 - One definition per line: <name> = <expression>  # <meaning>
-- Every name is a new, short, descriptive snake_case word with its unit (e.g. remora_length_in, total_cost); never reuse a name.
+- Every name is a new, short snake_case name for what the number is in this situation, ending in its unit; never reuse a name.
 - First give every number from the situation and the question its own name, then write one line per step of the solution, using names defined above.
 - Use only numbers, names, + - * / ( ), min, max and round. Never write the result of a calculation yourself.
 - The last line is: answer = <expression>
@@ -493,7 +495,7 @@ impl SleepProgram for AidedProgram {
         if self.config.open_questions > 0 {
             params.push_str(&format!(",open_questions={}", self.config.open_questions));
         }
-        ProgramRef { name: "aided".into(), version: 2, params }
+        ProgramRef { name: "aided".into(), version: 3, params }
     }
 
     async fn run(
