@@ -89,6 +89,9 @@ pub struct ConditionSummary {
     pub picks_recalled: Option<f64>,
     /// Share of answers that are a number written in `c'` (anchoring).
     pub answer_in_learned: Option<f64>,
+    /// aided-open: share of questions an open question answers when its input is bound to
+    /// one of the question's numbers.
+    pub open_recall: Option<f64>,
     /// Routed conditions: share of fast-path answers, and accuracy by path.
     pub fast_share: Option<f64>,
     pub fast_accuracy: Option<f64>,
@@ -168,6 +171,7 @@ pub fn summarize_condition(records: &[&Record]) -> Option<ConditionSummary> {
         picks_recalled: (!recalled.is_empty())
             .then(|| recalled.iter().filter(|r| r.correct).count() as f64 / recalled.len() as f64),
         answer_in_learned: share(records, |r| r.answer_in_learned),
+        open_recall: share(records, |r| r.sleep.as_ref().and_then(|s| s.open_recall)),
         fast_share: (!routed.is_empty()).then(|| {
             routed
                 .iter()

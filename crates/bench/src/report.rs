@@ -1113,20 +1113,22 @@ against the reference without it, the paper's baseline, which reads c only when 
         md,
         "Recall: share of questions whose gold answer is among the values in c' (computed quantities for the aided program, \
 numbers written in the notes for rethink). Picks: of those, the share answered correctly. Anchored: share of answers that are \
-a number from c'.\n"
+a number from c'. Open recall (aided-open): share of questions that one of the open questions in c' answers when its input is bound to a \
+number of the question.\n"
     );
-    let _ = writeln!(md, "| condition | recall | picks recalled | anchored | fast path | fast accuracy | fallback accuracy |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| condition | recall | picks recalled | anchored | open recall | fast path | fast accuracy | fallback accuracy |\n|---|---|---|---|---|---|---|---|");
     for s in summaries
         .iter()
         .filter(|s| s.answer_recall.is_some() && s.condition.contains("/k1/"))
     {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
             s.condition,
             opt(s.answer_recall, pct),
             opt(s.picks_recalled, pct),
             opt(s.answer_in_learned, pct),
+            opt(s.open_recall, pct),
             opt(s.fast_share, pct),
             opt(s.fast_accuracy, pct),
             opt(s.fallback_accuracy, pct)

@@ -326,7 +326,8 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         );
         r.sleep = Some(SleepRecord {
             answer_recall: i != 3,
-            open_recall: None,
+            // Recorded for three of the four (an aided-open c'), one of them bindable.
+            open_recall: (i > 0).then_some(i == 1),
             ..sleep.clone()
         });
         r.hit_cap = i == 3;
@@ -350,6 +351,7 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
     assert_eq!(s.sleep_tokens_per_context, Some(100.0));
     assert_eq!(s.answer_recall, Some(0.75));
     assert_eq!(s.picks_recalled, Some(1.0));
+    assert_eq!(s.open_recall, Some(1.0 / 3.0), "over the records that have it");
     assert_eq!(
         (s.fast_share, s.fast_accuracy, s.fallback_accuracy),
         (Some(0.5), Some(1.0), Some(0.5))
