@@ -71,7 +71,7 @@ impl AidedProgram {
 }
 
 /// Comment text after `#` on a raw line, if any.
-fn comment_of(raw: &str) -> String {
+pub(crate) fn comment_of(raw: &str) -> String {
     raw.split_once('#').map(|(_, c)| c.trim().to_owned()).unwrap_or_default()
 }
 
@@ -288,6 +288,28 @@ impl AidedProgram {
         Ok(written)
     }
 
+    /// Solve `situation` (the context and a question) step by step — greedy, or sampled at
+    /// `temperature` — and translate the solution into expressions the engine evaluates.
+    async fn solve_and_translate(
+        &self,
+        steps: &mut Steps<'_>,
+        situation: &str,
+        context: &str,
+        temperature: Option<f32>,
+        action: &'static str,
+    ) -> Result<Written, EngineError> {
+        let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.to_owned())];
+        let solution = match temperature {
+            None => steps.call(&ask, action).await?,
+            Some(t) => steps.sampled(&ask, action, t).await?,
+        };
+        let messages = vec![
+            Message::system(TRANSLATE_SYSTEM),
+            Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
+        ];
+        self.write_program(steps, messages, context, "translate").await
+    }
+
     /// Predict the likely questions, solve each by step-by-step reasoning, have the engine
     /// redo the solution's arithmetic, and record the answers in `doc`. With several
     /// samples, every question first gets its greedy solution, then the sampled ones (so a
@@ -301,23 +323,13 @@ impl AidedProgram {
         let text = context.text();
         let predicted = steps.call(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], "predict").await?;
         let questions = likely_questions(&predicted, self.config.solve_questions as usize);
-        let situations: Vec<String> =
-            questions.iter().map(|question| format!("Situation:\n{}\n\nQuestion: {question}", text.trim())).collect();
+        let situations: Vec<String> = questions.iter().map(|question| situation_with(text, question)).collect();
         let samples = self.config.solve_samples.max(1);
         let mut answers: Vec<Vec<Quantity>> = vec![Vec::new(); questions.len()];
         for sample in 0..samples {
+            let temperature = (sample > 0).then_some(self.config.solve_temperature);
             for (situation, found) in situations.iter().zip(answers.iter_mut()) {
-                let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())];
-                let solution = if sample == 0 {
-                    steps.call(&ask, "solve").await?
-                } else {
-                    steps.sampled(&ask, "solve", self.config.solve_temperature).await?
-                };
-                let messages = vec![
-                    Message::system(TRANSLATE_SYSTEM),
-                    Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
-                ];
-                let written = self.write_program(steps, messages, text, "translate").await?;
+                let written = self.solve_and_translate(steps, situation, text, temperature, "solve").await?;
                 found.extend(final_quantity(&written).cloned());
             }
         }
@@ -356,14 +368,8 @@ impl AidedProgram {
             .take(limit)
             .collect();
         for question in questions {
-            let situation = format!("Situation:\n{}\n\nQuestion: {question}", text.trim());
-            let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.clone())];
-            let solution = steps.call(&ask, "solve-open").await?;
-            let messages = vec![
-                Message::system(TRANSLATE_SYSTEM),
-                Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
-            ];
-            let written = self.write_program(steps, messages, text, "translate").await?;
+            let situation = situation_with(text, &question);
+            let written = self.solve_and_translate(steps, &situation, text, None, "solve-open").await?;
             // The example number stays out of the name: test time binds another.
             let answer_name = unique_name(doc, &name_for(&question.replace(|c: char| c.is_ascii_digit(), "")));
             match open::open_question(doc, &question, &written.text, text, &answer_name) {
@@ -374,6 +380,11 @@ impl AidedProgram {
         }
         Ok(())
     }
+}
+
+/// The user message that asks about `question` in the situation `context`.
+fn situation_with(context: &str, question: &str) -> String {
+    format!("Situation:\n{}\n\nQuestion: {question}", context.trim())
 }
 
 /// The value most of `found` share, with its count; ties go to the earliest (the greedy

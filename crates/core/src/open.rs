@@ -14,6 +14,7 @@ use std::collections::HashSet;
 
 use sleeptime_calc::{evaluate, parse_program, Evaluation};
 
+use crate::aided::comment_of;
 use crate::document::{LearnedDocument, OpenQuestion, Quantity};
 
 /// Asks for likely final questions that bring a number of their own. A small model asked for
@@ -179,8 +180,7 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         .statements
         .iter()
         .map(|st| {
-            let raw = block.lines.get(st.line - 1).map_or("", String::as_str);
-            let comment = raw.split_once('#').map(|(_, c)| c.trim().to_owned()).unwrap_or_default();
+            let comment = comment_of(block.lines.get(st.line - 1).map_or("", String::as_str));
             (st.name.clone(), st.expr_text.trim().to_owned(), comment)
         })
         .collect();
@@ -263,23 +263,17 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         })
         .cloned()
         .collect();
-    if effective.is_empty() {
-        // Nothing open after all: the question with its example numbers, answered.
-        let mut fixed = question.clone();
-        for input in &inputs {
-            if let Some(v) = eval.get(input) {
-                fixed = fixed.replace(&format!("{{{input}}}"), &v.to_string());
-            }
-        }
-        let (_, expr, comment) = lines.iter().find(|(n, _, _)| *n == answer_name).cloned().unwrap_or_default();
-        let answer = quantity(&answer_name, &expr, &comment, &eval).ok_or_else(|| Rejected::NoAnswer("no answer".into()))?;
-        return Ok(Checked::Fixed { question: fixed, answer });
-    }
     // An input the answer does not depend on is a fixed step, written into the question.
     for input in inputs.iter().filter(|i| !effective.contains(i)) {
         if let Some(v) = eval.get(input) {
             question = question.replace(&format!("{{{input}}}"), &v.to_string());
         }
+    }
+    let (_, expr, comment) = lines.iter().find(|(n, _, _)| *n == answer_name).cloned().unwrap_or_default();
+    let answer = quantity(&answer_name, &expr, &comment, &eval).ok_or_else(|| Rejected::NoAnswer("no answer".into()))?;
+    if effective.is_empty() {
+        // Nothing open after all: the question with its example numbers, answered.
+        return Ok(Checked::Fixed { question, answer });
     }
     // The steps the answer needs, in the block's order; the answer last.
     let needed = needed_names(&lines, &answer_name);
@@ -288,8 +282,7 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         .filter(|(n, _, _)| needed.contains(n) && !effective.contains(n) && *n != answer_name)
         .filter_map(|(n, e, c)| quantity(n, e, c, &eval))
         .collect();
-    let (_, expr, comment) = lines.iter().find(|(n, _, _)| *n == answer_name).cloned().unwrap_or_default();
-    steps.extend(quantity(&answer_name, &expr, &comment, &eval));
+    steps.push(answer);
     let inputs: Vec<Quantity> = lines
         .iter()
         .filter(|(n, _, _)| effective.contains(n))
@@ -334,7 +327,7 @@ pub(crate) fn open_question(
     let new = new_numbers(&question, context);
     let mut placed: HashSet<String> = HashSet::new();
     for st in &parsed.statements {
-        let comment = raw.get(st.line - 1).and_then(|l| l.split_once('#')).map(|(_, c)| c.trim()).unwrap_or_default();
+        let comment = comment_of(raw.get(st.line - 1).copied().unwrap_or_default());
         let expr = rename_ident(st.expr_text.trim(), "answer", answer_name);
         let name = if st.name == "answer" { answer_name.to_owned() } else { st.name.clone() };
         let literal = expr.trim_start_matches(['$', '€', '£']).replace(',', "");
