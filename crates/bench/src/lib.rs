@@ -10,6 +10,7 @@
 //! - [`metrics`]: accuracy with Wilson intervals, tokens, latency, Pareto curves,
 //!   iso-accuracy ratios, amortised cost, predictability bins, answer recall;
 //! - [`report`] and [`plots`]: `report.md` and PNG/SVG figures for a run folder;
+//! - [`progress`]: progress bars that print plain lines when stderr is a log;
 //! - [`cli`]: the command-line arguments of `sleeptime bench`.
 //!
 //! Data licences matter here: GSM-Symbolic is CC BY-NC-ND 4.0, so this crate only reads it
@@ -23,6 +24,7 @@ pub mod datasets;
 pub mod metrics;
 pub mod multiquery;
 pub mod plots;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod runner;

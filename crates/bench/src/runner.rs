@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use sleeptime_core::{
     answer_with_document, answer_with_program, learn, open_recall, parse, route, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
     Context, LearnConfig, LearnedContext, NoProgress, ProgramStyle, Route, RouteConfig,
@@ -26,6 +26,7 @@ use sleeptime_model::SharedBackend;
 use crate::backends::{stack, LazyPrefix, Meter};
 use crate::datasets::Problem;
 use crate::multiquery::{self, Group};
+use crate::progress;
 use crate::record::{self, Manifest, Record, ResultsWriter, SleepRecord};
 use crate::spec::{Budget, Condition, ExperimentSpec, Layout, ProgramKind, Sleeper};
 
@@ -178,21 +179,6 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-fn progress_bar(total: u64, show: bool, what: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} elapsed, ETA {{eta_precise}}] {{msg}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(500));
-    bar
-}
-
 /// Run `spec` (see the module docs).
 pub async fn run(
     spec: &ExperimentSpec,
@@ -227,7 +213,7 @@ pub async fn run(
     // Groups: one per context; Multi-Query adds verified generated questions to each.
     let groups: Vec<Group> = match &spec.multi_query {
         Some(mq) => {
-            let bar = progress_bar(
+            let bar = progress::bar(
                 dataset.problems.len() as u64,
                 options.show_progress,
                 "multi-query",
@@ -356,7 +342,7 @@ pub async fn run(
         scorer: scorer.unwrap_or_else(|| model.clone()),
         lazy: &lazy,
         writer: Mutex::new(ResultsWriter::open(&options.run_dir)?),
-        bar: progress_bar(todo as u64, options.show_progress, &options.name),
+        bar: progress::bar(todo as u64, options.show_progress, &options.name),
         written: Mutex::new((0, 0)),
     };
     let concurrency = options.concurrency.max(1);
