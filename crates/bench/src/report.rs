@@ -750,6 +750,29 @@ fn targets(
     out
 }
 
+/// How many generated questions a Multi-Query run kept: a generator too weak for its
+/// verifiers leaves the amortisation with fewer queries per context than asked for, and
+/// the report must say so next to the numbers.
+fn multi_query_yield(run_dir: &Path, wanted: usize) -> String {
+    let path = run_dir.join("multiquery.json");
+    let manifest = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<crate::multiquery::MultiQueryManifest>(&b).ok());
+    let Some(m) = manifest else {
+        return format!("`{}` missing or unreadable", path.display());
+    };
+    let complete = m.contexts.iter().filter(|c| c.verified >= wanted).count();
+    format!(
+        "{} verified of {} generated on {} contexts ({} wanted per context; {} of {} contexts got them all)",
+        m.total_verified,
+        m.total_proposed,
+        m.contexts.len(),
+        wanted,
+        complete,
+        m.contexts.len(),
+    )
+}
+
 fn template_key(t: &str) -> (u8, i64, String) {
     match t.parse::<i64>() {
         Ok(n) => (0, n, String::new()),
@@ -786,6 +809,13 @@ fn markdown(
             md,
             "| Multi-Query generator | {} (`{}`) |",
             g.name, g.fingerprint
+        );
+    }
+    if let Some(wanted) = spec.multi_query.as_ref().map(|mq| mq.extra) {
+        let _ = writeln!(
+            md,
+            "| Multi-Query questions | {} |",
+            multi_query_yield(run_dir, wanted)
         );
     }
     if let Some(s) = &manifest.scorer {

@@ -369,6 +369,21 @@ async fn multi_query_groups_share_sleep_time_and_keep_text_out_of_the_run() {
         .await
         .expect("rerun");
     assert_eq!(generations(&model), before);
+
+    // The report says how many generated questions were kept.
+    let files = sleeptime_bench::report::write_report(
+        &options.run_dir,
+        &sleeptime_bench::report::ReportOptions {
+            plots: false,
+            ..Default::default()
+        },
+    )
+    .expect("report");
+    let md = std::fs::read_to_string(files.markdown).expect("report.md");
+    assert!(
+        md.contains("| Multi-Query questions | 4 verified of 6 generated on 2 contexts (5 wanted per context; 0 of 2 contexts got them all) |"),
+        "{md}"
+    );
 }
 
 #[test]
