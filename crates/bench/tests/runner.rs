@@ -384,6 +384,13 @@ async fn multi_query_groups_share_sleep_time_and_keep_text_out_of_the_run() {
         md.contains("| Multi-Query questions | 4 verified of 6 generated on 2 contexts (5 wanted per context; 0 of 2 contexts got them all) |"),
         "{md}"
     );
+    // Every context has its original and 2 generated questions: the amortisation targets
+    // are read at N = 2, not at the 10 the report asks for, which no context reaches.
+    assert!(
+        md.contains("Amortised cost per query at 2 queries per context"),
+        "{md}"
+    );
+    assert!(!md.contains("at 10 queries per context"), "{md}");
 }
 
 #[test]
