@@ -10,7 +10,7 @@ use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike};
 
 /// How often a bar drawn into a log prints its line.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -31,12 +31,35 @@ pub fn bar(total: u64, show: bool, what: &str) -> ProgressBar {
     };
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} elapsed, ETA {{eta_precise}}] {{msg}}"
+            "{what} {{bar:30}} {{pos}}/{{len}} [{{elapsed_precise}} elapsed, ETA {{mean_eta}}] {{msg}}"
         ))
+        .map(|s| s.with_key("mean_eta", write_mean_eta))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(500));
     bar
+}
+
+/// Time left at the mean pace so far. indicatif's own estimate weights recent steps, and
+/// benchmark steps range from a second to minutes: after a long sleep-time step it read
+/// years. `None` before the first step.
+pub fn mean_eta(elapsed: Duration, pos: u64, len: u64) -> Option<Duration> {
+    if pos == 0 {
+        return None;
+    }
+    let left = len.saturating_sub(pos);
+    Some(elapsed.mul_f64(left as f64 / pos as f64))
+}
+
+fn write_mean_eta(state: &ProgressState, w: &mut dyn fmt::Write) {
+    let eta = mean_eta(state.elapsed(), state.pos(), state.len().unwrap_or(0));
+    let _ = match eta {
+        Some(d) => {
+            let s = d.as_secs();
+            write!(w, "{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+        }
+        None => write!(w, "--:--:--"),
+    };
 }
 
 /// A draw target for logs: ignores cursor movement and prints the drawn line on flush
@@ -185,6 +208,33 @@ mod tests {
         assert!(!lines.is_empty());
         assert_eq!(lines.last().map(String::as_str), Some("run 3/10 p1 baseline/v0"));
         assert!(lines.iter().all(|l| !l.contains('\r') && !l.contains('\x1b')));
+    }
+
+    #[test]
+    fn the_eta_follows_the_mean_pace() {
+        assert_eq!(mean_eta(Duration::from_secs(10), 0, 90), None);
+        // 15 of 90 steps in 15 minutes: 75 minutes left, however long the last step took.
+        assert_eq!(
+            mean_eta(Duration::from_secs(900), 15, 90),
+            Some(Duration::from_secs(4500))
+        );
+        assert_eq!(mean_eta(Duration::from_secs(60), 90, 90), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_bar_shows_the_mean_eta() {
+        let out = Shared::default();
+        let bar = ProgressBar::with_draw_target(
+            Some(10),
+            ProgressDrawTarget::term_like(Box::new(LogLines::new(out.clone(), Duration::ZERO))),
+        );
+        bar.set_style(
+            ProgressStyle::with_template("ETA {mean_eta}")
+                .expect("template")
+                .with_key("mean_eta", write_mean_eta),
+        );
+        bar.tick();
+        assert_eq!(out.lines().last().map(String::as_str), Some("ETA --:--:--"));
     }
 
     #[test]
