@@ -621,22 +621,9 @@ fn targets(
     } else {
         n_asked
     };
-    if measured && n_max < 2 {
-        for name in [
-            format!("Amortised cost per query at {n_asked} queries per context vs test-time only, equal accuracy"),
-            format!("Amortised cost per query at {n_asked} vs 1 query per context (same series, {lowest})"),
-        ] {
-            out.push(Target {
-                name,
-                goal: format!("≥ {TARGET_AMORT_PAPER}× (paper), aim {TARGET_AMORT_AIM}×"),
-                value: None,
-                met: None,
-                detail: "not measurable: some context has only its original question (the Multi-Query row says how many generated questions were kept)".into(),
-            });
-        }
-    } else {
-        amortisation_targets(&mut out, amortised, n_max, measured, lowest);
-    }
+    // `None`: a measured run where no N > 1 reaches every context.
+    let n_read = (!measured || n_max >= 2).then_some(n_max);
+    amortisation_targets(&mut out, amortised, n_read, n_asked, measured, lowest);
 
     // Aided vs the paper's program at the lowest budget.
     let acc = |cond: &str| {
@@ -721,14 +708,17 @@ fn targets(
     out
 }
 
-/// The two amortisation targets at `n_max` queries per context.
+/// The two amortisation targets, read at `n_read` queries per context; not measurable
+/// (and named after `n_asked`) when `n_read` is `None`.
 fn amortisation_targets(
     out: &mut Vec<Target>,
     amortised: &[metrics::AmortPoint],
-    n_max: usize,
+    n_read: Option<usize>,
+    n_asked: usize,
     measured: bool,
     lowest: &str,
 ) {
+    let n_max = n_read.unwrap_or(n_asked);
     let base: Vec<(f64, f64)> = amortised
         .iter()
         .filter(|a| a.series == "baseline" && a.n == n_max)
@@ -739,7 +729,7 @@ fn amortisation_targets(
     let sleep_names: Vec<String> = amortised
         .iter()
         .map(|a| a.series.clone())
-        .filter(|s| s.contains("/k"))
+        .filter(|s| n_read.is_some() && s.contains("/k"))
         .collect();
     for s in sleep_names {
         let pts: Vec<(f64, f64)> = amortised
@@ -769,13 +759,20 @@ fn amortisation_targets(
     } else {
         " (projected from a single-query run; the Multi-Query run measures it)"
     };
+    let missing = |otherwise: String| {
+        if n_read.is_some() {
+            otherwise
+        } else {
+            "not measurable: some context has only its original question (the Multi-Query row says how many generated questions were kept)".into()
+        }
+    };
     out.push(Target {
         name: format!("Amortised cost per query at {n_max} queries per context vs test-time only, equal accuracy"),
         goal: format!("≥ {TARGET_AMORT_PAPER}× (paper), aim {TARGET_AMORT_AIM}×"),
         value: best_amort.as_ref().map(|b| b.1.ratio),
         met: best_amort.as_ref().map(|b| b.1.ratio >= TARGET_AMORT_PAPER),
         detail: best_amort.map_or_else(
-            || format!("no accuracy level reached by both{note}"),
+            || missing(format!("no accuracy level reached by both{note}")),
             |(s, m)| format!("{}: {:.0} vs {:.0} per query at {}{note}", display_series(&s), m.baseline, m.sleep, pct(m.accuracy)),
         ),
     });
@@ -787,7 +784,7 @@ fn amortisation_targets(
         value: best_vs_one.as_ref().map(|b| b.1),
         met: best_vs_one.as_ref().map(|b| b.1 >= TARGET_AMORT_PAPER),
         detail: best_vs_one.map_or_else(
-            || "–".into(),
+            || missing("–".into()),
             |(s, r)| format!("{}: {r:.2}×{note}", display_series(&s)),
         ),
     });
