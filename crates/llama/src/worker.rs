@@ -531,10 +531,18 @@ impl Worker<'_> {
             return Ok(ContinuationScore { logprob_sum: 0.0, tokens: 0 });
         }
         if tokens.is_empty() {
-            return Err(ModelError::new(
-                ModelErrorKind::InvalidRequest,
-                "scoring needs a non-empty prefix with this model (it uses no BOS token)",
-            ));
+            // The first continuation token needs a position to be predicted from. Models that
+            // add no BOS token still have a document-start token (Qwen's `<|endoftext|>`);
+            // scoring after it is the usual unconditional log P(q), as with GPT-2.
+            let start = self.model.vocab().bos();
+            if start.0 < 0 {
+                return Err(ModelError::new(
+                    ModelErrorKind::InvalidRequest,
+                    "scoring with an empty prefix needs a document-start (BOS) token, and this \
+                     model's vocabulary has none",
+                ));
+            }
+            tokens.push(start);
         }
         let n_prefix = tokens.len();
         tokens.extend_from_slice(&cont);

@@ -244,6 +244,14 @@ async fn continuation_scores_prefer_the_predictable() {
     let empty = backend.score_continuation(prefix, "").await.expect("empty");
     assert_eq!(empty.tokens, 0);
     assert_eq!(empty.logprob_sum, 0.0);
+
+    // An empty prefix (a problem whose context is empty) scores the whole continuation
+    // unconditionally, every token of it counted.
+    let text = "The quick brown fox jumps over the lazy dog.";
+    let with_prefix = backend.score_continuation("Once more: ", text).await.expect("prefixed");
+    let alone = backend.score_continuation("", text).await.expect("no prefix");
+    assert_eq!(alone.tokens, with_prefix.tokens, "{alone:?} vs {with_prefix:?}");
+    assert!(alone.logprob_sum.is_finite() && alone.logprob_sum < 0.0, "{alone:?}");
 }
 
 #[tokio::test]

@@ -776,12 +776,23 @@ fn score_from_logprobs(
     };
     let mut sum = 0.0;
     let mut tokens = 0u32;
-    for (offset, logprob) in offsets.iter().zip(&lp.token_logprobs) {
-        if *offset >= prefix_chars && *offset < prompt_chars {
+    for (i, (offset, logprob)) in offsets.iter().zip(&lp.token_logprobs).enumerate() {
+        // A BOS token the server put first spans no text (the next token starts where it
+        // does); it is not part of the continuation.
+        let zero_width_start = i == 0 && offsets.get(1) == Some(offset);
+        if *offset >= prefix_chars && *offset < prompt_chars && !zero_width_start {
             match logprob {
                 Some(v) => {
                     sum += v;
                     tokens += 1;
+                }
+                // The prompt's first token has nothing before it to be predicted from.
+                None if i == 0 => {
+                    return Err(ModelError::new(
+                        ModelErrorKind::InvalidRequest,
+                        "the server scores no first prompt token (its tokenizer adds no BOS \
+                         token), so a continuation cannot be scored after an empty prefix",
+                    ))
                 }
                 None => {
                     return Err(ModelError::protocol(format!(
@@ -950,6 +961,10 @@ mod tests {
         let s = score_from_logprobs(&lp, 2, 4).expect("score");
         assert_eq!(s.tokens, 2);
         assert!((s.logprob_sum + 0.75).abs() < 1e-12);
+        // Empty prefix on a server without BOS: the first token has no log-probability.
+        let err = score_from_logprobs(&lp, 0, 4).expect_err("unscorable first token");
+        assert_eq!(err.kind(), ModelErrorKind::InvalidRequest, "{err}");
+        assert!(err.message().contains("empty prefix"), "{err}");
         let no_offsets = WireLogprobs {
             text_offset: vec![],
             ..lp
@@ -960,6 +975,15 @@ mod tests {
                 .tokens,
             2
         );
+        // With a BOS token echoed first (offset 0, empty text), every continuation token counts.
+        let with_bos = WireLogprobs {
+            tokens: vec!["".into(), "a".into(), "b".into()],
+            token_logprobs: vec![None, Some(-1.0), Some(-2.0)],
+            text_offset: vec![0, 0, 1],
+        };
+        let s = score_from_logprobs(&with_bos, 0, 2).expect("score after BOS");
+        assert_eq!(s.tokens, 2);
+        assert!((s.logprob_sum + 3.0).abs() < 1e-12);
     }
 
     #[test]
