@@ -726,6 +726,7 @@ fn amortisation_targets(
         .collect();
     let mut best_amort: Option<(String, metrics::IsoRatio)> = None;
     let mut best_vs_one: Option<(String, f64)> = None;
+    let mut at_lowest = false;
     let sleep_names: Vec<String> = amortised
         .iter()
         .map(|a| a.series.clone())
@@ -744,10 +745,14 @@ fn amortisation_targets(
         }
         let low = format!("{s}/{lowest}");
         let one = amortised.iter().find(|a| a.condition == low && a.n == 1);
+        at_lowest |= one.is_some();
         let many = amortised
             .iter()
             .find(|a| a.condition == low && a.n == n_max);
-        if let (Some(one), Some(many)) = (one, many) {
+        // A series that answers nothing correctly has no cost per useful answer: its ratio
+        // would only say that wrong answers got cheaper.
+        let answers_some = |a: &&metrics::AmortPoint| a.accuracy > 0.0;
+        if let (Some(one), Some(many)) = (one.filter(answers_some), many.filter(answers_some)) {
             let r = one.cost / many.cost;
             if best_vs_one.as_ref().is_none_or(|b| r > b.1) {
                 best_vs_one = Some((s.clone(), r));
@@ -784,7 +789,13 @@ fn amortisation_targets(
         value: best_vs_one.as_ref().map(|b| b.1),
         met: best_vs_one.as_ref().map(|b| b.1 >= TARGET_AMORT_PAPER),
         detail: best_vs_one.map_or_else(
-            || missing("–".into()),
+            || {
+                missing(if at_lowest {
+                    format!("no sleep-time series answers a question correctly at {lowest}")
+                } else {
+                    "–".into()
+                })
+            },
             |(s, r)| format!("{}: {r:.2}×{note}", display_series(&s)),
         ),
     });

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use sleeptime_bench::record::{self, write_manifest, Manifest, Record, ResultsWriter, SleepRecord};
-use sleeptime_bench::report::{write_report, ReportOptions};
+use sleeptime_bench::report::{write_report, ReportFiles, ReportOptions};
 use sleeptime_bench::runner::run;
 use sleeptime_bench::spec::{preset, Budget, Condition, Layout, ProgramKind, Sleeper};
 use sleeptime_model::Usage;
@@ -231,20 +231,16 @@ fn synthetic_records(n: usize) -> Vec<Record> {
     out
 }
 
-#[test]
-fn report_of_a_realistic_synthetic_run() {
-    let keep = std::env::var_os("SLEEPTIME_BENCH_KEEP").map(std::path::PathBuf::from);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run_dir = keep.clone().unwrap_or_else(|| tmp.path().join("synthetic"));
-    std::fs::create_dir_all(&run_dir).expect("mkdir");
+/// Writes `records` as a finished run in `run_dir` and reports it.
+fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
+    std::fs::create_dir_all(run_dir).expect("mkdir");
     let _ = std::fs::remove_file(run_dir.join(record::RESULTS));
     let mut spec = preset("symbolic-200").expect("preset");
     spec.ks = vec![1, 5];
     spec.programs
         .retain(|p| p.program == ProgramKind::Rethink || p.program == ProgramKind::Aided);
-    let records = synthetic_records(200);
-    let mut writer = ResultsWriter::open(&run_dir).expect("writer");
-    for r in &records {
+    let mut writer = ResultsWriter::open(run_dir).expect("writer");
+    for r in records {
         writer.write(r).expect("write");
     }
     let manifest = Manifest {
@@ -272,16 +268,37 @@ fn report_of_a_realistic_synthetic_run() {
         cache_misses: 0,
         records: records.len(),
     };
-    write_manifest(&run_dir, &manifest).expect("manifest");
-    let files = write_report(&run_dir, &ReportOptions::default()).expect("report");
+    write_manifest(run_dir, &manifest).expect("manifest");
+    write_report(run_dir, &ReportOptions::default()).expect("report")
+}
+
+fn summary_of(files: &ReportFiles) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(&files.summary).expect("summary")).expect("json")
+}
+
+fn target<'a>(summary: &'a serde_json::Value, name_starts: &str) -> &'a serde_json::Value {
+    summary["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|t| t["name"].as_str().is_some_and(|n| n.starts_with(name_starts)))
+        .unwrap_or_else(|| panic!("no target named {name_starts}…"))
+}
+
+#[test]
+fn report_of_a_realistic_synthetic_run() {
+    let keep = std::env::var_os("SLEEPTIME_BENCH_KEEP").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_dir = keep.clone().unwrap_or_else(|| tmp.path().join("synthetic"));
+    let records = synthetic_records(200);
+    let files = report_synthetic(&run_dir, &records);
     for f in &files.figures {
         check_figure(f);
     }
     let md = std::fs::read_to_string(&files.markdown).expect("md");
     assert!(md.contains("2023-11-14 22:13:20 UTC"));
     // The sleep-time curves sit well above the baseline at low budgets: iso-accuracy ratios exist.
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&files.summary).expect("summary")).expect("json");
+    let summary = summary_of(&files);
     assert!(summary["iso"].as_array().is_some_and(|rows| rows
         .iter()
         .any(|r| r["tokens"]["max"]["ratio"]
@@ -294,15 +311,9 @@ fn report_of_a_realistic_synthetic_run() {
         md.contains("aided k=1: one evaluated formula over c'"),
         "formula series in the report"
     );
-    let targets = summary["targets"].as_array().expect("targets");
-    let vs_paper = targets
-        .iter()
-        .find(|t| {
-            t["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("Program-aided vs paper-faithful"))
-        })
-        .expect("the +15-point target");
+    let vs_paper = target(&summary, "Program-aided vs paper-faithful");
+    let vs_one = target(&summary, "Amortised cost per query at 10 vs 1 query");
+    assert!(vs_one["value"].as_f64().is_some_and(|r| r > 1.0), "{vs_one}");
     assert!(
         vs_paper["detail"]
             .as_str()
@@ -312,4 +323,27 @@ fn report_of_a_realistic_synthetic_run() {
     assert!(summary["iso"]
         .as_array()
         .is_some_and(|rows| rows.iter().any(|r| r["series"] == "aided/k1/formula")));
+}
+
+#[test]
+fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
+    // The same run, but no sleep-time condition answers anything correctly (AIME on a small
+    // model): sharing c' still makes its wrong answers cheaper, which is not a result.
+    let mut records = synthetic_records(40);
+    for r in &mut records {
+        if r.sleep.is_some() {
+            r.correct = false;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = report_synthetic(&tmp.path().join("floor"), &records);
+    let summary = summary_of(&files);
+    let vs_one = target(&summary, "Amortised cost per query at 10 vs 1 query");
+    assert!(vs_one["value"].is_null(), "{vs_one}");
+    assert!(vs_one["met"].is_null(), "{vs_one}");
+    assert_eq!(
+        vs_one["detail"],
+        "no sleep-time series answers a question correctly at v0",
+        "{vs_one}"
+    );
 }
