@@ -12,7 +12,7 @@ use sleeptime_model::{ChatRequest, Message, ModelBackend};
 
 use crate::document::{AnticipatedQuestion, LearnedDocument, Quantity};
 use crate::open;
-use crate::{Context, Draft, EngineError, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
+use crate::{Context, Draft, EngineError, EngineErrorKind, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
 
 /// The sleep prompt. A skeleton with placeholders steers format better than an example,
 /// which a small model copies into unrelated situations (pilot, second run).
@@ -229,6 +229,24 @@ impl Steps<'_> {
         self.call_with(messages, action, temperature, Some(seed), None).await
     }
 
+    /// A question's solve-and-translate whose prompt outgrew the context window (a long
+    /// solution to translate) drops that question, not the draft: `None`, counted in the stats.
+    fn unless_too_long<T>(&mut self, result: Result<T, EngineError>, action: &'static str) -> Result<Option<T>, EngineError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.kind() == EngineErrorKind::ContextTooLong => {
+                self.dropped_too_long(action, &e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn dropped_too_long(&mut self, action: &'static str, error: &EngineError) {
+        self.stats.dropped_too_long += 1;
+        tracing::warn!(action, %error, "sleep-time step dropped: its prompt does not fit the context window");
+    }
+
     async fn call_with(
         &mut self,
         messages: &[Message],
@@ -270,7 +288,15 @@ impl AidedProgram {
         let mut source = Source::default();
         let mut written = Written { replies: Vec::new(), text: String::new(), doc: LearnedDocument::default(), failing: Vec::new() };
         for round in 0..=self.config.repair_rounds {
-            let completion = steps.call(&messages, if round == 0 { action } else { "repair" }).await?;
+            let completion = match steps.call(&messages, if round == 0 { action } else { "repair" }).await {
+                // Each repair round lengthens the conversation; when it no longer fits, keep
+                // what evaluates and drop the rest, as after the last round.
+                Err(e) if round > 0 && e.kind() == EngineErrorKind::ContextTooLong => {
+                    steps.dropped_too_long("repair", &e);
+                    break;
+                }
+                result => result?,
+            };
             source.merge(&completion);
             written.replies.push(completion.clone());
             steps.stats.rewrites += 1;
@@ -329,7 +355,8 @@ impl AidedProgram {
         for sample in 0..samples {
             let temperature = (sample > 0).then_some(self.config.solve_temperature);
             for (situation, found) in situations.iter().zip(answers.iter_mut()) {
-                let written = self.solve_and_translate(steps, situation, text, temperature, "solve").await?;
+                let solved = self.solve_and_translate(steps, situation, text, temperature, "solve").await;
+                let Some(written) = steps.unless_too_long(solved, "solve")? else { continue };
                 found.extend(final_quantity(&written).cloned());
             }
         }
@@ -369,7 +396,8 @@ impl AidedProgram {
             .collect();
         for question in questions {
             let situation = situation_with(text, &question);
-            let written = self.solve_and_translate(steps, &situation, text, None, "solve-open").await?;
+            let solved = self.solve_and_translate(steps, &situation, text, None, "solve-open").await;
+            let Some(written) = steps.unless_too_long(solved, "solve-open")? else { continue };
             // The example number stays out of the name: test time binds another.
             let answer_name = unique_name(doc, &name_for(&question.replace(|c: char| c.is_ascii_digit(), "")));
             match open::open_question(doc, &question, &written.text, text, &answer_name) {

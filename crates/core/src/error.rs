@@ -21,28 +21,31 @@ pub enum EngineErrorKind {
 }
 
 /// An engine error: a kind and a message that says what to do about it.
+///
+/// The message already quotes the underlying error, so it is kept as `cause` (for
+/// [`EngineError::model_error`]) and not reported as `source()`: error reporters that print
+/// the chain would otherwise say everything twice.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct EngineError {
     kind: EngineErrorKind,
     message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl EngineError {
     pub fn new(kind: EngineErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), cause: None }
     }
     pub fn kind(&self) -> EngineErrorKind {
         self.kind
     }
     pub(crate) fn io(message: impl Into<String>, err: std::io::Error) -> Self {
-        Self { kind: EngineErrorKind::Io, message: format!("{}: {err}", message.into()), source: Some(Box::new(err)) }
+        Self { kind: EngineErrorKind::Io, message: format!("{}: {err}", message.into()), cause: Some(Box::new(err)) }
     }
     /// The underlying model error, when the model failed.
     pub fn model_error(&self) -> Option<&ModelError> {
-        self.source.as_ref().and_then(|s| s.downcast_ref::<ModelError>())
+        self.cause.as_ref().and_then(|s| s.downcast_ref::<ModelError>())
     }
 }
 
@@ -52,6 +55,6 @@ impl From<ModelError> for EngineError {
             sleeptime_model::ModelErrorKind::ContextOverflow => EngineErrorKind::ContextTooLong,
             _ => EngineErrorKind::Model,
         };
-        Self { kind, message: err.to_string(), source: Some(Box::new(err)) }
+        Self { kind, message: err.to_string(), cause: Some(Box::new(err)) }
     }
 }

@@ -39,6 +39,11 @@ pub struct SleepStats {
     pub finished: bool,
     /// Replies that followed neither protocol form.
     pub malformed_replies: u32,
+    /// Steps left out because their prompt outgrew the model's context window (a solution
+    /// too long to translate, a repair too long to ask): what they would have added is
+    /// dropped, not guessed, and the rest of the draft is kept.
+    #[serde(default)]
+    pub dropped_too_long: u32,
     /// Wall-clock seconds.
     pub seconds: f64,
 }

@@ -175,6 +175,36 @@ async fn predicted_questions_are_solved_and_their_arithmetic_redone_by_the_engin
     assert_eq!(AidedProgram::default().id().params, "repair_rounds=2", "no solve stage, same id as before");
 }
 
+/// A step whose prompt outgrows the model's context window — a solution too long to
+/// translate, a repair conversation grown too long — drops what that step would have added,
+/// not the whole draft: the other question is still solved and counted.
+#[tokio::test]
+async fn steps_that_outgrow_the_context_window_are_dropped_not_the_draft() {
+    // 490 words: each reply fits the step's 768-token cap, but not twice in one prompt.
+    let rambling = "Let me think again about the coconuts. ".repeat(70);
+    let model = ScriptedBackend::new()
+        .context_window(600)
+        .on("final question has been cut off", "1. How many coconuts does Kenji pick in total?\n2. How many coconuts does Kenji pick on Saturday?")
+        .on("Rewrite the worked solution", "saturday = 3 * 82  # Saturday\nanswer = saturday")
+        .on_seq(
+            "expert reasoning explanation system",
+            vec![Reply::Text(rambling.clone()), Reply::Text("Saturday is 3 * 82 = 246. The answer is 246.".into())],
+        )
+        // The program's first version has a failing line and is long: the repair request,
+        // which repeats it, does not fit.
+        .on("Situation:", format!("friday = 82  # Friday coconuts\nbroken = friday / 0\n# {rambling}"));
+    let program = AidedProgram::new(AidedConfig { repair_rounds: 2, solve_questions: 2, ..AidedConfig::default() });
+    let draft = program.run(&Context::new(KENJI).expect("ctx"), &model, SleepBudget::default(), 0, &NoProgress).await.expect("the draft survives");
+    let doc = draft.document.expect("doc");
+    assert_eq!(doc.quantities.iter().find(|q| q.name == "friday").map(|q| q.value.as_str()), Some("82"), "what evaluated is kept");
+    assert!(!doc.quantities.iter().any(|q| q.name == "broken"), "the unrepaired line is dropped");
+    let solved: Vec<_> = doc.questions.iter().filter(|q| q.solved).map(|q| q.answer.as_str()).collect();
+    assert_eq!(solved, vec!["246"], "the question whose solution fit is solved; the other is dropped");
+    assert_eq!(draft.stats.dropped_too_long, 2, "one repair, one translation");
+    // write, (repair refused), predict, solve 1, (translation refused), solve 2, translate 2.
+    assert_eq!(draft.stats.steps, 7);
+}
+
 /// Self-consistency at sleep time: each predicted question is solved several times (greedy
 /// first, then sampled), the engine redoes each solution's arithmetic, and the value most
 /// solutions reach is kept — here the greedy solution's slip loses to two that agree.

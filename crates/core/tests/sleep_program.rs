@@ -198,5 +198,13 @@ async fn backend_errors_surface_with_their_kind() {
     let err = learn(&RethinkProgram::default(), &model, &context(), &LearnConfig::default(), &NoProgress).await.expect_err("fails");
     assert_eq!(err.kind(), sleeptime_core::EngineErrorKind::Model);
     assert_eq!(err.model_error().map(|e| e.kind()), Some(sleeptime_model::ModelErrorKind::Unreachable));
+    // A reporter that prints the whole chain (anyhow's `{:#}`) says the cause once.
+    let mut chain = err.to_string();
+    let mut next = std::error::Error::source(&err);
+    while let Some(e) = next {
+        chain.push_str(&format!(": {e}"));
+        next = e.source();
+    }
+    assert_eq!(chain.matches("connection refused").count(), 1, "{chain}");
     let _ = model.info();
 }
