@@ -21,14 +21,15 @@ use crate::spec::{
 pub const RUN_HELP: &str = "\
 Committed runs (issue 3). From the repository root, on the default embedded model:
 
-  sleeptime bench run --preset symbolic-200 --ctx-size 8192  # generated GSM-Symbolic base set, 200 problems
-  sleeptime bench run --preset p1-200 --ctx-size 8192        # generated GSM-Symbolic P1, 200 problems
+  sleeptime bench run --preset symbolic-200                  # generated GSM-Symbolic base set, 200 problems
+  sleeptime bench run --preset p1-200                        # generated GSM-Symbolic P1, 200 problems
   sleeptime bench run --preset p2-200                        # released P2 rows, 200 across all templates (seed 0)
   sleeptime bench run --preset multiquery-50                 # Multi-Query on 50 P1 contexts (amortisation)
   sleeptime bench run --preset aime2024                      # Stateful AIME 2024
 
-(--ctx-size 8192: k = 10 concatenated drafts do not fit the default 4096-token window; the window
-does not change any answer, so it does not invalidate the call cache.)
+(The embedded model's window, --ctx-size, defaults to 8192 tokens: enough for k = 10 concatenated
+drafts. The window changes no answer, only whether a prompt fits, so it does not invalidate the
+call cache.)
 
 Each writes bench/runs/<preset>/ (manifest.json, results.jsonl, report.md, summary.json, plots/) and
 caches every model call under bench/cache/ (gitignored). Re-running the same command resumes an

@@ -804,12 +804,12 @@ pub const PRESETS: &[Preset] = &[
         name: "symbolic-200",
         about:
             "200 generated Stateful GSM-Symbolic base problems (GSM8K difficulty), all conditions",
-        command: "sleeptime bench run --preset symbolic-200 --ctx-size 8192",
+        command: "sleeptime bench run --preset symbolic-200",
     },
     Preset {
         name: "p1-200",
         about: "200 generated Stateful GSM-Symbolic P1 problems, all conditions",
-        command: "sleeptime bench run --preset p1-200 --ctx-size 8192",
+        command: "sleeptime bench run --preset p1-200",
     },
     Preset {
         name: "p2-200",

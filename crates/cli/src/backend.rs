@@ -28,8 +28,8 @@ pub struct BackendArgs {
     /// Embedded: CPU threads (default: all cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
-    /// Embedded: context window in tokens.
-    #[arg(long, default_value_t = 4096, global = true)]
+    /// Embedded: context window in tokens (capped by the model's training context).
+    #[arg(long, default_value_t = 8192, global = true)]
     pub ctx_size: u32,
     /// OpenAI-compatible: base URL, e.g. http://localhost:8000/v1.
     #[arg(long, env = "SLEEPTIME_BASE_URL", global = true)]

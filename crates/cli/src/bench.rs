@@ -84,13 +84,13 @@ mod tests {
             "--preset",
             "symbolic-200",
             "--ctx-size",
-            "8192",
+            "16384",
             "--limit",
             "3",
             "--dry-run",
         ])
         .expect("parses");
-        assert_eq!(cli.backend.ctx_size, 8192);
+        assert_eq!(cli.backend.ctx_size, 16384);
         match cli.command {
             crate::Command::Bench {
                 command: super::BenchCommand::Run(args),
