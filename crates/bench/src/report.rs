@@ -731,6 +731,8 @@ fn amortisation_targets(
         .iter()
         .map(|a| a.series.clone())
         .filter(|s| n_read.is_some() && s.contains("/k"))
+        // The context-only ablation never sees the question: it is not a way to answer queries.
+        .filter(|s| !s.ends_with("/context-only"))
         .collect();
     for s in sleep_names {
         let pts: Vec<(f64, f64)> = amortised

@@ -335,6 +335,23 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
             r.correct = false;
         }
     }
+    // The context-only ablation answering correctly does not count: it never sees the question.
+    let ablation: Vec<Record> = records
+        .iter()
+        .filter(|r| r.condition == "aided/k1/full/v0")
+        .map(|r| {
+            let mut r = r.clone();
+            let Condition::Sleep { sleeper, budget, cold, .. } = r.spec.clone() else {
+                unreachable!("a sleep condition")
+            };
+            r.spec = Condition::Sleep { sleeper, layout: Layout::ContextOnly, budget, cold };
+            r.condition = r.spec.id();
+            r.correct = true;
+            r
+        })
+        .collect();
+    assert!(!ablation.is_empty());
+    records.extend(ablation);
     let tmp = tempfile::tempdir().expect("tempdir");
     let files = report_synthetic(&tmp.path().join("floor"), &records);
     let summary = summary_of(&files);
