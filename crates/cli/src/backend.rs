@@ -29,7 +29,7 @@ pub struct BackendArgs {
     #[arg(long, global = true)]
     pub threads: Option<usize>,
     /// Embedded: context window in tokens (capped by the model's training context).
-    #[arg(long, default_value_t = 8192, global = true)]
+    #[arg(long, default_value_t = sleeptime_llama::DEFAULT_CONTEXT_WINDOW, global = true)]
     pub ctx_size: u32,
     /// OpenAI-compatible: base URL, e.g. http://localhost:8000/v1.
     #[arg(long, env = "SLEEPTIME_BASE_URL", global = true)]

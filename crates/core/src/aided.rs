@@ -229,22 +229,19 @@ impl Steps<'_> {
         self.call_with(messages, action, temperature, Some(seed), None).await
     }
 
-    /// A question's solve-and-translate whose prompt outgrew the context window (a long
-    /// solution to translate) drops that question, not the draft: `None`, counted in the stats.
+    /// A step whose prompt outgrew the context window (a long solution to translate, a
+    /// repair conversation grown too long) drops what it would have added, not the draft:
+    /// `None`, counted in the stats.
     fn unless_too_long<T>(&mut self, result: Result<T, EngineError>, action: &'static str) -> Result<Option<T>, EngineError> {
         match result {
             Ok(value) => Ok(Some(value)),
-            Err(e) if e.kind() == EngineErrorKind::ContextTooLong => {
-                self.dropped_too_long(action, &e);
+            Err(error) if error.kind() == EngineErrorKind::ContextTooLong => {
+                self.stats.dropped_too_long += 1;
+                tracing::warn!(action, %error, "sleep-time step dropped: its prompt does not fit the context window");
                 Ok(None)
             }
-            Err(e) => Err(e),
+            Err(error) => Err(error),
         }
-    }
-
-    fn dropped_too_long(&mut self, action: &'static str, error: &EngineError) {
-        self.stats.dropped_too_long += 1;
-        tracing::warn!(action, %error, "sleep-time step dropped: its prompt does not fit the context window");
     }
 
     async fn call_with(
@@ -288,14 +285,14 @@ impl AidedProgram {
         let mut source = Source::default();
         let mut written = Written { replies: Vec::new(), text: String::new(), doc: LearnedDocument::default(), failing: Vec::new() };
         for round in 0..=self.config.repair_rounds {
-            let completion = match steps.call(&messages, if round == 0 { action } else { "repair" }).await {
+            let completion = if round == 0 {
+                steps.call(&messages, action).await?
+            } else {
                 // Each repair round lengthens the conversation; when it no longer fits, keep
                 // what evaluates and drop the rest, as after the last round.
-                Err(e) if round > 0 && e.kind() == EngineErrorKind::ContextTooLong => {
-                    steps.dropped_too_long("repair", &e);
-                    break;
-                }
-                result => result?,
+                let repaired = steps.call(&messages, "repair").await;
+                let Some(completion) = steps.unless_too_long(repaired, "repair")? else { break };
+                completion
             };
             source.merge(&completion);
             written.replies.push(completion.clone());

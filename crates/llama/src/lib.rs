@@ -40,6 +40,11 @@ use sleeptime_model::{
 
 use crate::worker::{Job, Worker, WorkerSetup};
 
+/// The context window a model gets unless told otherwise: room for a long context, its
+/// learned context and a step-by-step answer (AIME prompts reach 4,400 tokens); the KV cache
+/// costs about 230 MB on Qwen2.5-1.5B.
+pub const DEFAULT_CONTEXT_WINDOW: u32 = 8192;
+
 /// How to load and run a GGUF model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaConfig {
@@ -60,15 +65,13 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    /// Defaults for `model_path`: all cores, an 8192-token window (room for a long context,
-    /// its learned context and a step-by-step answer; the KV cache costs about 230 MB on
-    /// Qwen2.5-1.5B), 512-token batches, 16
-    /// prefix states in memory, no disk persistence.
+    /// Defaults for `model_path`: all cores, a [`DEFAULT_CONTEXT_WINDOW`]-token window,
+    /// 512-token batches, 16 prefix states in memory, no disk persistence.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Self {
             model_path: model_path.into(),
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            context_window: 8192,
+            context_window: DEFAULT_CONTEXT_WINDOW,
             batch: 512,
             prefix_cache_dir: None,
             max_prefix_states: 16,
