@@ -436,8 +436,14 @@ mod tests {
         let label = "aided-solve k=1: retrieved c' + c + q (fallback: c + q)";
         let lines = wrap_label(label);
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines.iter().all(|l| l.chars().count() <= LEGEND_WRAP), "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.chars().count() <= LEGEND_WRAP),
+            "{lines:?}"
+        );
         assert_eq!(lines.join(" "), label);
-        assert_eq!(wrap_label("test-time only (c + q)"), vec!["test-time only (c + q)"]);
+        assert_eq!(
+            wrap_label("test-time only (c + q)"),
+            vec!["test-time only (c + q)"]
+        );
     }
 }

@@ -89,13 +89,18 @@ impl LogLines {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut LogState) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&mut self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
 impl fmt::Debug for LogLines {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogLines").field("every", &self.every).finish_non_exhaustive()
+        f.debug_struct("LogLines")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,8 +211,13 @@ mod tests {
         bar.tick();
         let lines = out.lines();
         assert!(!lines.is_empty());
-        assert_eq!(lines.last().map(String::as_str), Some("run 3/10 p1 baseline/v0"));
-        assert!(lines.iter().all(|l| !l.contains('\r') && !l.contains('\x1b')));
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("run 3/10 p1 baseline/v0")
+        );
+        assert!(lines
+            .iter()
+            .all(|l| !l.contains('\r') && !l.contains('\x1b')));
     }
 
     #[test]
@@ -218,7 +228,10 @@ mod tests {
             mean_eta(Duration::from_secs(900), 15, 90),
             Some(Duration::from_secs(4500))
         );
-        assert_eq!(mean_eta(Duration::from_secs(60), 90, 90), Some(Duration::ZERO));
+        assert_eq!(
+            mean_eta(Duration::from_secs(60), 90, 90),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

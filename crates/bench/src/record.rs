@@ -36,6 +36,15 @@ pub struct SleepRecord {
     /// answer (aided-open; absent for other programs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_recall: Option<bool>,
+    /// Sleep-time steps dropped because their prompt outgrew the context window (their
+    /// questions or repairs are missing from `c'`); 0 is left out of the record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_too_long: u32,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One (problem, condition) result.

@@ -826,6 +826,91 @@ fn multi_query_yield(run_dir: &Path, wanted: usize) -> String {
     )
 }
 
+/// Which version of each sleep-time program learned the `c'` of a run's records, and on how
+/// many contexts. A run resumed across commits can hold two versions of one program under one
+/// condition; the report must say so beside the numbers instead of pooling them silently.
+pub fn program_versions(records: &[Record]) -> BTreeMap<&'static str, BTreeMap<&str, usize>> {
+    let mut contexts: BTreeMap<&'static str, BTreeMap<&str, std::collections::BTreeSet<&str>>> =
+        BTreeMap::new();
+    for r in records {
+        let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) else {
+            continue;
+        };
+        contexts
+            .entry(sleeper.program.name())
+            .or_default()
+            .entry(sleep.program.as_str())
+            .or_default()
+            .insert(r.context_id.as_str());
+    }
+    contexts
+        .into_iter()
+        .map(|(name, versions)| {
+            let counts = versions.into_iter().map(|(v, c)| (v, c.len())).collect();
+            (name, counts)
+        })
+        .collect()
+}
+
+fn program_versions_row(records: &[Record]) -> Option<String> {
+    let versions = program_versions(records);
+    if versions.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = versions
+        .iter()
+        .map(|(name, by_version)| {
+            let list: Vec<String> = by_version
+                .iter()
+                .map(|(v, n)| format!("`{v}` on {n} contexts"))
+                .collect();
+            let mixed = if by_version.len() > 1 {
+                " — **mixed versions**: its numbers pool them"
+            } else {
+                ""
+            };
+            format!("{name}: {}{mixed}", list.join(", "))
+        })
+        .collect();
+    Some(format!("| sleep program versions | {} |", parts.join("; ")))
+}
+
+/// Sleep-time steps dropped because their prompt outgrew the context window, per program:
+/// each such step is a question or repair missing from `c'`, which a reader of the accuracy
+/// numbers should know about (`None` when nothing was dropped).
+fn dropped_steps_row(records: &[Record]) -> Option<String> {
+    // One learned context per (sleeper, context): its records all carry the same count.
+    let mut per_context: BTreeMap<(String, &str), u32> = BTreeMap::new();
+    for r in records {
+        let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) else {
+            continue;
+        };
+        if sleep.dropped_too_long > 0 {
+            per_context.insert(
+                (sleeper.to_string(), r.context_id.as_str()),
+                sleep.dropped_too_long,
+            );
+        }
+    }
+    if per_context.is_empty() {
+        return None;
+    }
+    let mut per_sleeper: BTreeMap<&str, (u32, usize)> = BTreeMap::new();
+    for ((sleeper, _), n) in &per_context {
+        let e = per_sleeper.entry(sleeper.as_str()).or_default();
+        e.0 += n;
+        e.1 += 1;
+    }
+    let parts: Vec<String> = per_sleeper
+        .iter()
+        .map(|(s, (steps, contexts))| format!("{s}: {steps} on {contexts} contexts"))
+        .collect();
+    Some(format!(
+        "| sleep steps dropped (prompt outgrew the context window) | {} |",
+        parts.join("; ")
+    ))
+}
+
 fn template_key(t: &str) -> (u8, i64, String) {
     match t.parse::<i64>() {
         Ok(n) => (0, n, String::new()),
@@ -920,6 +1005,12 @@ fn markdown(
         spec.sleep.program.open_questions,
         spec.sleep.sampled_temperature
     );
+    if let Some(row) = program_versions_row(records) {
+        let _ = writeln!(md, "{row}");
+    }
+    if let Some(row) = dropped_steps_row(records) {
+        let _ = writeln!(md, "{row}");
+    }
     let _ = writeln!(
         md,
         "| cost model | test-time token = {} sleep-time tokens; input token = {} output token |\n",

@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use sleeptime_core::{
-    answer_with_document, answer_with_program, learn, open_recall, parse, route, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
-    Context, LearnConfig, LearnedContext, NoProgress, ProgramStyle, Route, RouteConfig,
-    SleepBudget, Verbosity,
+    answer_with_document, answer_with_program, learn, open_recall, parse, route, AnswerConfig,
+    AnswerInput, Answerer, BudgetForcing, Context, LearnConfig, LearnedContext, NoProgress,
+    ProgramStyle, Route, RouteConfig, SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
 
@@ -145,6 +145,9 @@ impl Learned {
             open_recall: document
                 .filter(|_| sleeper.program == ProgramKind::AidedOpen)
                 .map(|d| open_recall(d, question, gold)),
+            dropped_too_long: self.context.as_ref().map_or(0, |c| {
+                c.drafts.iter().map(|d| d.stats.dropped_too_long).sum()
+            }),
         }
     }
 }

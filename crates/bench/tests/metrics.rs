@@ -160,6 +160,7 @@ fn amortised_cost_follows_the_formula() {
         quantities: None,
         answer_recall: true,
         open_recall: None,
+        dropped_too_long: 0,
     };
     let records: Vec<Record> = (0..3)
         .map(|i| {
@@ -313,6 +314,7 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         quantities: Some(4),
         answer_recall: true,
         open_recall: None,
+        dropped_too_long: 0,
     };
     let mut records = Vec::new();
     for i in 0..4 {
@@ -351,7 +353,11 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
     assert_eq!(s.sleep_tokens_per_context, Some(100.0));
     assert_eq!(s.answer_recall, Some(0.75));
     assert_eq!(s.picks_recalled, Some(1.0));
-    assert_eq!(s.open_recall, Some(1.0 / 3.0), "over the records that have it");
+    assert_eq!(
+        s.open_recall,
+        Some(1.0 / 3.0),
+        "over the records that have it"
+    );
     assert_eq!(
         (s.fast_share, s.fast_accuracy, s.fallback_accuracy),
         (Some(0.5), Some(1.0), Some(0.5))

@@ -154,6 +154,7 @@ fn synthetic_records(n: usize) -> Vec<Record> {
                     quantities: None,
                     answer_recall: recall,
                     open_recall: None,
+                    dropped_too_long: 0,
                 });
             }
             out.push(r);
@@ -281,7 +282,11 @@ fn target<'a>(summary: &'a serde_json::Value, name_starts: &str) -> &'a serde_js
         .as_array()
         .expect("targets")
         .iter()
-        .find(|t| t["name"].as_str().is_some_and(|n| n.starts_with(name_starts)))
+        .find(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(name_starts))
+        })
         .unwrap_or_else(|| panic!("no target named {name_starts}…"))
 }
 
@@ -313,7 +318,10 @@ fn report_of_a_realistic_synthetic_run() {
     );
     let vs_paper = target(&summary, "Program-aided vs paper-faithful");
     let vs_one = target(&summary, "Amortised cost per query at 10 vs 1 query");
-    assert!(vs_one["value"].as_f64().is_some_and(|r| r > 1.0), "{vs_one}");
+    assert!(
+        vs_one["value"].as_f64().is_some_and(|r| r > 1.0),
+        "{vs_one}"
+    );
     assert!(
         vs_paper["detail"]
             .as_str()
@@ -341,10 +349,21 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
         .filter(|r| r.condition == "aided/k1/full/v0")
         .map(|r| {
             let mut r = r.clone();
-            let Condition::Sleep { sleeper, budget, cold, .. } = r.spec.clone() else {
+            let Condition::Sleep {
+                sleeper,
+                budget,
+                cold,
+                ..
+            } = r.spec.clone()
+            else {
                 unreachable!("a sleep condition")
             };
-            r.spec = Condition::Sleep { sleeper, layout: Layout::ContextOnly, budget, cold };
+            r.spec = Condition::Sleep {
+                sleeper,
+                layout: Layout::ContextOnly,
+                budget,
+                cold,
+            };
             r.condition = r.spec.id();
             r.correct = true;
             r
@@ -359,8 +378,67 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
     assert!(vs_one["value"].is_null(), "{vs_one}");
     assert!(vs_one["met"].is_null(), "{vs_one}");
     assert_eq!(
-        vs_one["detail"],
-        "no sleep-time series answers a question correctly at v0",
+        vs_one["detail"], "no sleep-time series answers a question correctly at v0",
         "{vs_one}"
     );
+}
+
+#[test]
+fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
+    // 40 contexts; the aided program's prompt changed after the first 25 (a run resumed with
+    // a newer build), the paper's program did not.
+    let mut records = synthetic_records(40);
+    for r in &mut records {
+        let Some(sleeper) = r.spec.sleeper() else {
+            continue;
+        };
+        let index: usize = r
+            .context_id
+            .rsplit('/')
+            .next()
+            .and_then(|t| t.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .expect("context index");
+        let version = match sleeper.program {
+            ProgramKind::Aided if index >= 25 => "aided@v3[repair_rounds=2]",
+            ProgramKind::Aided => "aided@v2[repair_rounds=2]",
+            _ => "rethink@v2[max_rethinks=3]",
+        };
+        if let Some(sleep) = r.sleep.as_mut() {
+            sleep.program = version.into();
+            // Two contexts of the newer version lost a step each to the context window.
+            if sleeper.program == ProgramKind::Aided && (index == 30 || index == 31) {
+                sleep.dropped_too_long = 1;
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = report_synthetic(&tmp.path().join("resumed"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| sleep program versions |"))
+        .expect("a versions row");
+    assert!(
+        row.contains("aided: `aided@v2[repair_rounds=2]` on 25 contexts, `aided@v3[repair_rounds=2]` on 15 contexts — **mixed versions**"),
+        "{row}"
+    );
+    assert!(
+        row.contains("rethink: `rethink@v2[max_rethinks=3]` on 40 contexts"),
+        "{row}"
+    );
+    assert_eq!(row.matches("mixed").count(), 1, "{row}");
+    assert!(
+        md.contains("| sleep steps dropped (prompt outgrew the context window) | aided/k1: 2 on 2 contexts |"),
+        "{md}"
+    );
+    // Without drops, no such row.
+    for r in &mut records {
+        if let Some(sleep) = r.sleep.as_mut() {
+            sleep.dropped_too_long = 0;
+        }
+    }
+    let files = report_synthetic(&tmp.path().join("no-drops"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(!md.contains("sleep steps dropped"));
 }
