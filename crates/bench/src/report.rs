@@ -76,6 +76,18 @@ pub struct Summary {
     pub majority_vote: Vec<metrics::KPoint>,
     pub predictability: BTreeMap<String, Vec<metrics::Bin>>,
     pub targets: Vec<Target>,
+    /// Problems left out because an interrupted invocation answered only some of their
+    /// conditions (see [`partial_problems`]).
+    pub partial_problems: Vec<PartialProblem>,
+}
+
+/// A problem that holds records for some of the conditions the run asks of it, not all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartialProblem {
+    pub problem_id: String,
+    /// Conditions answered / asked of this problem.
+    pub answered: usize,
+    pub expected: usize,
 }
 
 /// What a report wrote.
@@ -211,6 +223,24 @@ fn build(
     options: &ReportOptions,
 ) -> anyhow::Result<(String, Summary, Vec<PathBuf>)> {
     let spec = &manifest.spec;
+    let partial = partial_problems(manifest, records);
+    let kept: Vec<Record>;
+    let records = if partial.is_empty() {
+        records
+    } else {
+        kept = records
+            .iter()
+            .filter(|r| !partial.iter().any(|p| p.problem_id == r.problem_id))
+            .cloned()
+            .collect();
+        anyhow::ensure!(
+            !kept.is_empty(),
+            "{} has no problem with every condition answered yet ({} partial)",
+            run_dir.display(),
+            partial.len()
+        );
+        &kept[..]
+    };
     let summaries = metrics::summarize(records);
     let lowest = spec.lowest_budget().map(|b| b.label()).unwrap_or_default();
     let sleepers = sleep_series(&summaries);
@@ -307,6 +337,7 @@ fn build(
         majority_vote: vote.clone(),
         predictability: predictability.clone(),
         targets: targets.clone(),
+        partial_problems: partial.clone(),
     };
 
     // Figures.
@@ -826,12 +857,89 @@ fn multi_query_yield(run_dir: &Path, wanted: usize) -> String {
     )
 }
 
-/// Which version of each sleep-time program learned the `c'` of a run's records, and on how
-/// many contexts. A run resumed across commits can hold two versions of one program under one
-/// condition; the report must say so beside the numbers instead of pooling them silently.
-pub fn program_versions(records: &[Record]) -> BTreeMap<&'static str, BTreeMap<&str, usize>> {
-    let mut contexts: BTreeMap<&'static str, BTreeMap<&str, std::collections::BTreeSet<&str>>> =
-        BTreeMap::new();
+/// The problems an interrupted invocation left half-done: they hold records for some of the
+/// conditions the run asks of them but not all. Every number of the report compares
+/// conditions, so it must rest on the same questions for each; these are left out (and
+/// listed) until the run is resumed. What a problem is asked is the last invocation's plan for
+/// its context (`spec.conditions_for`), limited to the conditions any invocation evaluated
+/// (an `--only` filter is not in the spec); problems not in the manifest's list are kept.
+pub fn partial_problems(manifest: &Manifest, records: &[Record]) -> Vec<PartialProblem> {
+    let mut answered: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut context_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in records {
+        answered
+            .entry(r.problem_id.as_str())
+            .or_default()
+            .insert(r.condition.as_str());
+        context_of.insert(r.problem_id.as_str(), r.context_id.as_str());
+    }
+    let evaluated: std::collections::BTreeSet<&str> =
+        manifest.conditions.iter().map(String::as_str).collect();
+    // A context's index is its rank among the run's contexts in problem order, as the runner
+    // numbers them.
+    let mut contexts: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for id in &manifest.problem_ids {
+        let Some(&context) = context_of.get(id.as_str()) else {
+            continue;
+        };
+        let index = match contexts.iter().position(|c| *c == context) {
+            Some(i) => i,
+            None => {
+                contexts.push(context);
+                contexts.len() - 1
+            }
+        };
+        let expected: Vec<String> = manifest
+            .spec
+            .conditions_for(index)
+            .iter()
+            .map(Condition::id)
+            .filter(|c| evaluated.contains(c.as_str()))
+            .collect();
+        let have = &answered[id.as_str()];
+        let missing = expected.iter().any(|c| !have.contains(c.as_str()));
+        if missing {
+            out.push(PartialProblem {
+                problem_id: id.clone(),
+                answered: expected.iter().filter(|c| have.contains(c.as_str())).count(),
+                expected: expected.len(),
+            });
+        }
+    }
+    out
+}
+
+fn partial_problems_row(partial: &[PartialProblem]) -> Option<String> {
+    if partial.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = partial
+        .iter()
+        .map(|p| {
+            format!(
+                "`{}` ({} of {} conditions)",
+                p.problem_id, p.answered, p.expected
+            )
+        })
+        .collect();
+    Some(format!(
+        "| left out, unfinished | {} — an interrupted invocation answered only some conditions; every number below leaves them out (resume the run to finish them) |",
+        list.join(", ")
+    ))
+}
+
+/// Which version of each sleep-time program learned the `c'` of a run's records: per program,
+/// per condition, the version strings with the number of contexts each learned. A run resumed
+/// across commits can answer two conditions of one program from different versions, or pool
+/// two versions under one condition; the report must say which beside the numbers.
+pub fn program_versions(
+    records: &[Record],
+) -> BTreeMap<&'static str, BTreeMap<&str, BTreeMap<&str, usize>>> {
+    let mut contexts: BTreeMap<
+        &'static str,
+        BTreeMap<&str, BTreeMap<&str, std::collections::BTreeSet<&str>>>,
+    > = BTreeMap::new();
     for r in records {
         let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) else {
             continue;
@@ -839,17 +947,49 @@ pub fn program_versions(records: &[Record]) -> BTreeMap<&'static str, BTreeMap<&
         contexts
             .entry(sleeper.program.name())
             .or_default()
+            .entry(r.condition.as_str())
+            .or_default()
             .entry(sleep.program.as_str())
             .or_default()
             .insert(r.context_id.as_str());
     }
     contexts
         .into_iter()
-        .map(|(name, versions)| {
-            let counts = versions.into_iter().map(|(v, c)| (v, c.len())).collect();
-            (name, counts)
+        .map(|(name, conditions)| {
+            let conditions = conditions
+                .into_iter()
+                .map(|(c, versions)| {
+                    let counts = versions.into_iter().map(|(v, ids)| (v, ids.len())).collect();
+                    (c, counts)
+                })
+                .collect();
+            (name, conditions)
         })
         .collect()
+}
+
+/// A version string as the report shows it: harnesses before program versions were recorded
+/// wrote the bare program name.
+fn version_label(version: &str) -> String {
+    if version.contains('@') {
+        format!("`{version}`")
+    } else {
+        format!("`{version}` (version not recorded: an older harness)")
+    }
+}
+
+fn condition_list(conditions: &[&str]) -> String {
+    const SHOWN: usize = 4;
+    let mut out = conditions
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if conditions.len() > SHOWN {
+        let _ = write!(out, " and {} more", conditions.len() - SHOWN);
+    }
+    out
 }
 
 fn program_versions_row(records: &[Record]) -> Option<String> {
@@ -859,17 +999,56 @@ fn program_versions_row(records: &[Record]) -> Option<String> {
     }
     let parts: Vec<String> = versions
         .iter()
-        .map(|(name, by_version)| {
-            let list: Vec<String> = by_version
+        .map(|(name, by_condition)| {
+            // Contexts per version over the program's conditions (a context counts once).
+            let mut contexts: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+            for r in records {
+                if let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) {
+                    if sleeper.program.name() == *name {
+                        contexts
+                            .entry(sleep.program.as_str())
+                            .or_default()
+                            .insert(r.context_id.as_str());
+                    }
+                }
+            }
+            let list: Vec<String> = contexts
                 .iter()
-                .map(|(v, n)| format!("`{v}` on {n} contexts"))
+                .map(|(v, ids)| format!("{} on {} contexts", version_label(v), ids.len()))
                 .collect();
-            let mixed = if by_version.len() > 1 {
-                " — **mixed versions**: its numbers pool them"
-            } else {
-                ""
-            };
-            format!("{name}: {}{mixed}", list.join(", "))
+            let mut part = format!("{name}: {}", list.join(", "));
+            if contexts.len() > 1 {
+                let mixed: Vec<&str> = by_condition
+                    .iter()
+                    .filter(|(_, v)| v.len() > 1)
+                    .map(|(c, _)| *c)
+                    .collect();
+                if mixed.is_empty() {
+                    // Each condition is on one version, but they differ between conditions.
+                    let mut by_version: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                    for (c, v) in by_condition {
+                        if let Some(version) = v.keys().next() {
+                            by_version.entry(version).or_default().push(c);
+                        }
+                    }
+                    let split: Vec<String> = by_version
+                        .iter()
+                        .map(|(v, cs)| format!("`{v}` in {}", condition_list(cs)))
+                        .collect();
+                    let _ = write!(
+                        part,
+                        " — **conditions on different versions** ({}): compare them with care",
+                        split.join("; ")
+                    );
+                } else {
+                    let _ = write!(
+                        part,
+                        " — **mixed versions** within {}: their numbers pool them",
+                        condition_list(&mixed)
+                    );
+                }
+            }
+            part
         })
         .collect();
     Some(format!("| sleep program versions | {} |", parts.join("; ")))
@@ -970,6 +1149,9 @@ fn markdown(
         questions.len(),
         contexts.len()
     );
+    if let Some(row) = partial_problems_row(&summary.partial_problems) {
+        let _ = writeln!(md, "{row}");
+    }
     let _ = writeln!(md, "| conditions | {} |", manifest.conditions.len());
     let _ = writeln!(md, "| seed | {} |", manifest.seed);
     let _ = writeln!(

@@ -234,6 +234,12 @@ fn synthetic_records(n: usize) -> Vec<Record> {
 
 /// Writes `records` as a finished run in `run_dir` and reports it.
 fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
+    report_synthetic_listed(run_dir, records, false)
+}
+
+/// As [`report_synthetic`]; with `listed`, the manifest lists the problems and conditions the
+/// records hold, as a real run's does.
+fn report_synthetic_listed(run_dir: &Path, records: &[Record], listed: bool) -> ReportFiles {
     std::fs::create_dir_all(run_dir).expect("mkdir");
     let _ = std::fs::remove_file(run_dir.join(record::RESULTS));
     let mut spec = preset("symbolic-200").expect("preset");
@@ -255,8 +261,8 @@ fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
         generator: None,
         scorer: None,
         dataset: "gen-symbolic-s0".into(),
-        problem_ids: Vec::new(),
-        conditions: Vec::new(),
+        problem_ids: if listed { unique(records.iter().map(|r| &r.problem_id)) } else { Vec::new() },
+        conditions: if listed { unique(records.iter().map(|r| &r.condition)) } else { Vec::new() },
         spec,
         seed: 0,
         git_commit: None,
@@ -271,6 +277,16 @@ fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
     };
     write_manifest(run_dir, &manifest).expect("manifest");
     write_report(run_dir, &ReportOptions::default()).expect("report")
+}
+
+fn unique<'a>(items: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !out.contains(item) {
+            out.push(item.clone());
+        }
+    }
+    out
 }
 
 fn summary_of(files: &ReportFiles) -> serde_json::Value {
@@ -441,4 +457,108 @@ fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
     let files = report_synthetic(&tmp.path().join("no-drops"), &records);
     let md = std::fs::read_to_string(&files.markdown).expect("md");
     assert!(!md.contains("sleep steps dropped"));
+
+    // Each condition on one version, but not the same one: the aided answers at v0 were
+    // learned by v2 everywhere, every other aided condition by v3 (a condition added later).
+    // And two contexts' rethink records come from a harness that wrote no version.
+    for r in &mut records {
+        let Some(sleeper) = r.spec.sleeper() else {
+            continue;
+        };
+        let old_harness = r.context_id.ends_with("/0-0") || r.context_id.ends_with("/1-0");
+        if let Some(sleep) = r.sleep.as_mut() {
+            sleep.program = match sleeper.program {
+                ProgramKind::Aided if r.condition == "aided/k1/full/v0" => "aided@v2[repair_rounds=2]",
+                ProgramKind::Aided => "aided@v3[repair_rounds=2]",
+                _ if old_harness => "rethink",
+                _ => "rethink@v2[max_rethinks=3]",
+            }
+            .into();
+        }
+    }
+    let files = report_synthetic(&tmp.path().join("split"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| sleep program versions |"))
+        .expect("a versions row");
+    let aided_part = row.split("; rethink:").next().expect("aided part");
+    assert!(!aided_part.contains("mixed versions"), "{row}");
+    assert!(
+        row.contains("aided: `aided@v2[repair_rounds=2]` on 40 contexts, `aided@v3[repair_rounds=2]` on 40 contexts — **conditions on different versions** (`aided@v2[repair_rounds=2]` in `aided/k1/full/v0`; `aided@v3[repair_rounds=2]` in `aided/k1/"),
+        "{row}"
+    );
+    assert!(
+        row.contains("rethink: `rethink` (version not recorded: an older harness) on 2 contexts, `rethink@v2[max_rethinks=3]` on 38 contexts — **mixed versions** within `rethink/k1/full/cap128`"),
+        "{row}"
+    );
+}
+
+#[test]
+fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
+    let records = synthetic_records(40);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let condition_n = |summary: &serde_json::Value, id: &str| {
+        summary["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["condition"] == id)
+            .map(|c| c["n"].as_u64().expect("n"))
+    };
+
+    // Every problem complete: nothing left out.
+    let files = report_synthetic_listed(&tmp.path().join("complete"), &records, true);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(!md.contains("left out, unfinished"), "{md}");
+    let summary = summary_of(&files);
+    assert_eq!(summary["partial_problems"].as_array().map(Vec::len), Some(0));
+    assert_eq!(condition_n(&summary, "baseline/v0"), Some(40));
+    assert_eq!(condition_n(&summary, "aided/k1/full/v0"), Some(40));
+
+    // The run was stopped during the last problem: it has its first 10 records only.
+    let last = "gen-symbolic-s0/39-0";
+    let total = records.iter().filter(|r| r.problem_id == last).count();
+    let mut seen = 0;
+    let interrupted: Vec<Record> = records
+        .iter()
+        .filter(|r| {
+            if r.problem_id != last {
+                return true;
+            }
+            seen += 1;
+            seen <= 10
+        })
+        .cloned()
+        .collect();
+    let kept_conditions: Vec<&str> = interrupted
+        .iter()
+        .filter(|r| r.problem_id == last)
+        .map(|r| r.condition.as_str())
+        .collect();
+    assert!(kept_conditions.contains(&"baseline/v0"), "{kept_conditions:?}");
+    let files = report_synthetic_listed(&tmp.path().join("interrupted"), &interrupted, true);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| left out, unfinished |"))
+        .unwrap_or_else(|| panic!("no left-out row in {md}"));
+    assert!(row.contains(&format!("`{last}` (")), "{row}");
+    assert!(row.contains(" conditions)"), "{row}");
+    assert!(md.contains("(39 questions on 39 contexts)"), "{md}");
+    let summary = summary_of(&files);
+    let partial = summary["partial_problems"].as_array().expect("partial");
+    assert_eq!(partial.len(), 1);
+    assert_eq!(partial[0]["problem_id"], last);
+    let answered = partial[0]["answered"].as_u64().expect("answered");
+    let expected = partial[0]["expected"].as_u64().expect("expected");
+    // Of its 10 records, those the run's spec asks for count; the rest are missing.
+    assert!(
+        answered > 0 && answered <= 10 && answered < expected && expected <= total as u64,
+        "{answered} of {expected} ({total} records)"
+    );
+    assert!(row.contains(&format!("({answered} of {expected} conditions)")), "{row}");
+    // Both conditions, the one it answered and the one it did not, count the same 39.
+    assert_eq!(condition_n(&summary, "baseline/v0"), Some(39));
+    assert_eq!(condition_n(&summary, "aided/k1/full/v0"), Some(39));
 }
