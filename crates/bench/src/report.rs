@@ -929,41 +929,50 @@ fn partial_problems_row(partial: &[PartialProblem]) -> Option<String> {
     ))
 }
 
-/// Which version of each sleep-time program learned the `c'` of a run's records: per program,
-/// per condition, the version strings with the number of contexts each learned. A run resumed
-/// across commits can answer two conditions of one program from different versions, or pool
-/// two versions under one condition; the report must say which beside the numbers.
-pub fn program_versions(
-    records: &[Record],
-) -> BTreeMap<&'static str, BTreeMap<&str, BTreeMap<&str, usize>>> {
-    let mut contexts: BTreeMap<
-        &'static str,
-        BTreeMap<&str, BTreeMap<&str, std::collections::BTreeSet<&str>>>,
-    > = BTreeMap::new();
+/// Which versions of one sleep-time program learned a run's `c'`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProgramVersions<'a> {
+    /// Per version string, the contexts it learned (a context counts once over conditions).
+    pub contexts: BTreeMap<&'a str, usize>,
+    /// Per condition, the same count restricted to that condition's records.
+    pub by_condition: BTreeMap<&'a str, BTreeMap<&'a str, usize>>,
+}
+
+/// Which version of each sleep-time program learned the `c'` of a run's records. A run
+/// resumed across commits can answer two conditions of one program from different versions,
+/// or pool two versions under one condition; the report must say which beside the numbers.
+pub fn program_versions(records: &[Record]) -> BTreeMap<&'static str, ProgramVersions<'_>> {
+    type Contexts<'a> = BTreeMap<&'a str, std::collections::BTreeSet<&'a str>>;
+    fn count(c: Contexts<'_>) -> BTreeMap<&str, usize> {
+        c.into_iter().map(|(v, ids)| (v, ids.len())).collect()
+    }
+    let mut seen: BTreeMap<&'static str, (Contexts<'_>, BTreeMap<&str, Contexts<'_>>)> =
+        BTreeMap::new();
     for r in records {
         let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) else {
             continue;
         };
-        contexts
-            .entry(sleeper.program.name())
-            .or_default()
+        let (overall, by_condition) = seen.entry(sleeper.program.name()).or_default();
+        let version = sleep.program.as_str();
+        let context = r.context_id.as_str();
+        overall.entry(version).or_default().insert(context);
+        by_condition
             .entry(r.condition.as_str())
             .or_default()
-            .entry(sleep.program.as_str())
+            .entry(version)
             .or_default()
-            .insert(r.context_id.as_str());
+            .insert(context);
     }
-    contexts
-        .into_iter()
-        .map(|(name, conditions)| {
-            let conditions = conditions
-                .into_iter()
-                .map(|(c, versions)| {
-                    let counts = versions.into_iter().map(|(v, ids)| (v, ids.len())).collect();
-                    (c, counts)
-                })
-                .collect();
-            (name, conditions)
+    seen.into_iter()
+        .map(|(name, (overall, by_condition))| {
+            let versions = ProgramVersions {
+                contexts: count(overall),
+                by_condition: by_condition
+                    .into_iter()
+                    .map(|(c, v)| (c, count(v)))
+                    .collect(),
+            };
+            (name, versions)
         })
         .collect()
 }
@@ -999,26 +1008,16 @@ fn program_versions_row(records: &[Record]) -> Option<String> {
     }
     let parts: Vec<String> = versions
         .iter()
-        .map(|(name, by_condition)| {
-            // Contexts per version over the program's conditions (a context counts once).
-            let mut contexts: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
-            for r in records {
-                if let (Some(sleeper), Some(sleep)) = (r.spec.sleeper(), r.sleep.as_ref()) {
-                    if sleeper.program.name() == *name {
-                        contexts
-                            .entry(sleep.program.as_str())
-                            .or_default()
-                            .insert(r.context_id.as_str());
-                    }
-                }
-            }
-            let list: Vec<String> = contexts
+        .map(|(name, program)| {
+            let list: Vec<String> = program
+                .contexts
                 .iter()
-                .map(|(v, ids)| format!("{} on {} contexts", version_label(v), ids.len()))
+                .map(|(v, n)| format!("{} on {n} contexts", version_label(v)))
                 .collect();
             let mut part = format!("{name}: {}", list.join(", "));
-            if contexts.len() > 1 {
-                let mixed: Vec<&str> = by_condition
+            if program.contexts.len() > 1 {
+                let mixed: Vec<&str> = program
+                    .by_condition
                     .iter()
                     .filter(|(_, v)| v.len() > 1)
                     .map(|(c, _)| *c)
@@ -1026,7 +1025,7 @@ fn program_versions_row(records: &[Record]) -> Option<String> {
                 if mixed.is_empty() {
                     // Each condition is on one version, but they differ between conditions.
                     let mut by_version: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                    for (c, v) in by_condition {
+                    for (c, v) in &program.by_condition {
                         if let Some(version) = v.keys().next() {
                             by_version.entry(version).or_default().push(c);
                         }

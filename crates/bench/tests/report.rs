@@ -289,6 +289,14 @@ fn unique<'a>(items: impl Iterator<Item = &'a String>) -> Vec<String> {
     out
 }
 
+/// The report header's row named `name`.
+fn header_row<'a>(md: &'a str, name: &str) -> &'a str {
+    let start = format!("| {name} |");
+    md.lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no {name:?} row in {md}"))
+}
+
 fn summary_of(files: &ReportFiles) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&files.summary).expect("summary")).expect("json")
 }
@@ -431,10 +439,7 @@ fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let files = report_synthetic(&tmp.path().join("resumed"), &records);
     let md = std::fs::read_to_string(&files.markdown).expect("md");
-    let row = md
-        .lines()
-        .find(|l| l.starts_with("| sleep program versions |"))
-        .expect("a versions row");
+    let row = header_row(&md, "sleep program versions");
     assert!(
         row.contains("aided: `aided@v2[repair_rounds=2]` on 25 contexts, `aided@v3[repair_rounds=2]` on 15 contexts — **mixed versions**"),
         "{row}"
@@ -478,10 +483,7 @@ fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
     }
     let files = report_synthetic(&tmp.path().join("split"), &records);
     let md = std::fs::read_to_string(&files.markdown).expect("md");
-    let row = md
-        .lines()
-        .find(|l| l.starts_with("| sleep program versions |"))
-        .expect("a versions row");
+    let row = header_row(&md, "sleep program versions");
     let aided_part = row.split("; rethink:").next().expect("aided part");
     assert!(!aided_part.contains("mixed versions"), "{row}");
     assert!(
@@ -539,10 +541,7 @@ fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
     assert!(kept_conditions.contains(&"baseline/v0"), "{kept_conditions:?}");
     let files = report_synthetic_listed(&tmp.path().join("interrupted"), &interrupted, true);
     let md = std::fs::read_to_string(&files.markdown).expect("md");
-    let row = md
-        .lines()
-        .find(|l| l.starts_with("| left out, unfinished |"))
-        .unwrap_or_else(|| panic!("no left-out row in {md}"));
+    let row = header_row(&md, "left out, unfinished");
     assert!(row.contains(&format!("`{last}` (")), "{row}");
     assert!(row.contains(" conditions)"), "{row}");
     assert!(md.contains("(39 questions on 39 contexts)"), "{md}");
