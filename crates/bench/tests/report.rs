@@ -561,3 +561,55 @@ fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
     assert_eq!(condition_n(&summary, "baseline/v0"), Some(39));
     assert_eq!(condition_n(&summary, "aided/k1/full/v0"), Some(39));
 }
+
+/// The recall table's rows, header first, as lists of cells.
+fn recall_table(md: &str) -> Vec<Vec<String>> {
+    let section = md
+        .split("## Answer recall, anchoring and routing")
+        .nth(1)
+        .expect("recall section");
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| !l.starts_with("|---"))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn the_open_recall_column_appears_only_for_runs_with_open_questions() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut records = synthetic_records(40);
+    let files = report_synthetic(&tmp.path().join("closed"), &records);
+    let table = recall_table(&std::fs::read_to_string(&files.markdown).expect("md"));
+    assert!(table.len() > 1, "{table:?}");
+    assert!(!table[0].iter().any(|c| c == "open recall"), "{:?}", table[0]);
+    assert!(table.iter().all(|row| row.len() == table[0].len()), "{table:?}");
+
+    // One program records open recall (aided-open does): the column appears, with dashes for
+    // the programs that have none, and every row keeps the header's width.
+    for r in &mut records {
+        if r.condition == "aided/k1/full/v0" {
+            if let Some(sleep) = r.sleep.as_mut() {
+                sleep.open_recall = Some(r.problem_id.ends_with("-0"));
+            }
+        }
+    }
+    let files = report_synthetic(&tmp.path().join("open"), &records);
+    let table = recall_table(&std::fs::read_to_string(&files.markdown).expect("md"));
+    let column = table[0]
+        .iter()
+        .position(|c| c == "open recall")
+        .unwrap_or_else(|| panic!("no open recall column: {:?}", table[0]));
+    assert!(table.iter().all(|row| row.len() == table[0].len()), "{table:?}");
+    let cell = |condition: &str| {
+        table
+            .iter()
+            .find(|row| row[0] == format!("`{condition}`"))
+            .map(|row| row[column].clone())
+            .unwrap_or_else(|| panic!("no row {condition}: {table:?}"))
+    };
+    assert_eq!(cell("aided/k1/full/v0"), "100.0%");
+    assert_eq!(cell("rethink/k1/full/v0"), "–");
+}
