@@ -902,7 +902,10 @@ pub fn partial_problems(manifest: &Manifest, records: &[Record]) -> Vec<PartialP
         if missing {
             out.push(PartialProblem {
                 problem_id: id.clone(),
-                answered: expected.iter().filter(|c| have.contains(c.as_str())).count(),
+                answered: expected
+                    .iter()
+                    .filter(|c| have.contains(c.as_str()))
+                    .count(),
                 expected: expected.len(),
             });
         }

@@ -261,8 +261,16 @@ fn report_synthetic_listed(run_dir: &Path, records: &[Record], listed: bool) -> 
         generator: None,
         scorer: None,
         dataset: "gen-symbolic-s0".into(),
-        problem_ids: if listed { unique(records.iter().map(|r| &r.problem_id)) } else { Vec::new() },
-        conditions: if listed { unique(records.iter().map(|r| &r.condition)) } else { Vec::new() },
+        problem_ids: if listed {
+            unique(records.iter().map(|r| &r.problem_id))
+        } else {
+            Vec::new()
+        },
+        conditions: if listed {
+            unique(records.iter().map(|r| &r.condition))
+        } else {
+            Vec::new()
+        },
         spec,
         seed: 0,
         git_commit: None,
@@ -473,7 +481,9 @@ fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
         let old_harness = r.context_id.ends_with("/0-0") || r.context_id.ends_with("/1-0");
         if let Some(sleep) = r.sleep.as_mut() {
             sleep.program = match sleeper.program {
-                ProgramKind::Aided if r.condition == "aided/k1/full/v0" => "aided@v2[repair_rounds=2]",
+                ProgramKind::Aided if r.condition == "aided/k1/full/v0" => {
+                    "aided@v2[repair_rounds=2]"
+                }
                 ProgramKind::Aided => "aided@v3[repair_rounds=2]",
                 _ if old_harness => "rethink",
                 _ => "rethink@v2[max_rethinks=3]",
@@ -514,7 +524,10 @@ fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
     let md = std::fs::read_to_string(&files.markdown).expect("md");
     assert!(!md.contains("left out, unfinished"), "{md}");
     let summary = summary_of(&files);
-    assert_eq!(summary["partial_problems"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        summary["partial_problems"].as_array().map(Vec::len),
+        Some(0)
+    );
     assert_eq!(condition_n(&summary, "baseline/v0"), Some(40));
     assert_eq!(condition_n(&summary, "aided/k1/full/v0"), Some(40));
 
@@ -538,7 +551,10 @@ fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
         .filter(|r| r.problem_id == last)
         .map(|r| r.condition.as_str())
         .collect();
-    assert!(kept_conditions.contains(&"baseline/v0"), "{kept_conditions:?}");
+    assert!(
+        kept_conditions.contains(&"baseline/v0"),
+        "{kept_conditions:?}"
+    );
     let files = report_synthetic_listed(&tmp.path().join("interrupted"), &interrupted, true);
     let md = std::fs::read_to_string(&files.markdown).expect("md");
     let row = header_row(&md, "left out, unfinished");
@@ -556,7 +572,10 @@ fn a_problem_an_interrupted_invocation_left_half_done_is_left_out_and_named() {
         answered > 0 && answered <= 10 && answered < expected && expected <= total as u64,
         "{answered} of {expected} ({total} records)"
     );
-    assert!(row.contains(&format!("({answered} of {expected} conditions)")), "{row}");
+    assert!(
+        row.contains(&format!("({answered} of {expected} conditions)")),
+        "{row}"
+    );
     // Both conditions, the one it answered and the one it did not, count the same 39.
     assert_eq!(condition_n(&summary, "baseline/v0"), Some(39));
     assert_eq!(condition_n(&summary, "aided/k1/full/v0"), Some(39));
@@ -573,7 +592,12 @@ fn recall_table(md: &str) -> Vec<Vec<String>> {
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
         .filter(|l| !l.starts_with("|---"))
-        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
         .collect()
 }
 
@@ -584,8 +608,15 @@ fn the_open_recall_column_appears_only_for_runs_with_open_questions() {
     let files = report_synthetic(&tmp.path().join("closed"), &records);
     let table = recall_table(&std::fs::read_to_string(&files.markdown).expect("md"));
     assert!(table.len() > 1, "{table:?}");
-    assert!(!table[0].iter().any(|c| c == "open recall"), "{:?}", table[0]);
-    assert!(table.iter().all(|row| row.len() == table[0].len()), "{table:?}");
+    assert!(
+        !table[0].iter().any(|c| c == "open recall"),
+        "{:?}",
+        table[0]
+    );
+    assert!(
+        table.iter().all(|row| row.len() == table[0].len()),
+        "{table:?}"
+    );
 
     // One program records open recall (aided-open does): the column appears, with dashes for
     // the programs that have none, and every row keeps the header's width.
@@ -602,7 +633,10 @@ fn the_open_recall_column_appears_only_for_runs_with_open_questions() {
         .iter()
         .position(|c| c == "open recall")
         .unwrap_or_else(|| panic!("no open recall column: {:?}", table[0]));
-    assert!(table.iter().all(|row| row.len() == table[0].len()), "{table:?}");
+    assert!(
+        table.iter().all(|row| row.len() == table[0].len()),
+        "{table:?}"
+    );
     let cell = |condition: &str| {
         table
             .iter()
