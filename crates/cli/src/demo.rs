@@ -9,8 +9,8 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 use sleeptime_core::{
-    learn, parse::numbers_match, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig,
-    ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
+    learn, parse::numbers_match, Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing,
+    Context, LearnConfig, ProgramChoice, ProgramSettings, SleepBudget, Verbosity,
 };
 
 use crate::backend::{self, BackendArgs};
@@ -116,7 +116,11 @@ fn median(mut xs: Vec<f64>) -> Option<f64> {
     }
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
-    Some(if n % 2 == 1 { xs[n / 2] } else { (xs[n / 2 - 1] + xs[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    })
 }
 
 fn mark(correct: bool) -> &'static str {
@@ -134,7 +138,11 @@ fn show(n: Option<f64>) -> String {
 pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
     let model = backend::build(backend_args).await?;
     let info = model.info();
-    eprintln!("model: {} ({})", info.name, &info.fingerprint[..info.fingerprint.len().min(16)]);
+    eprintln!(
+        "model: {} ({})",
+        info.name,
+        &info.fingerprint[..info.fingerprint.len().min(16)]
+    );
     let baseline_config = AnswerConfig {
         verbosity: Verbosity::new(args.baseline_verbosity)?,
         max_tokens: args.baseline_tokens,
@@ -147,27 +155,55 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         budget_forcing: Some(BudgetForcing::default()),
         ..AnswerConfig::default()
     };
-    let program = args.program.build(&ProgramSettings { max_rethinks: args.max_rethinks, ..ProgramSettings::default() });
+    let program = args.program.build(&ProgramSettings {
+        max_rethinks: args.max_rethinks,
+        ..ProgramSettings::default()
+    });
     let learn_config = LearnConfig {
-        budget: SleepBudget { max_tokens_per_step: args.max_step_tokens, ..SleepBudget::default() },
+        budget: SleepBudget {
+            max_tokens_per_step: args.max_step_tokens,
+            ..SleepBudget::default()
+        },
         combine: args.program.combine(),
         ..LearnConfig::default()
     };
     let mut contexts = Vec::new();
     let mut queries = Vec::new();
-    let chosen = &DEMO_CONTEXTS[..args.contexts.unwrap_or(DEMO_CONTEXTS.len()).min(DEMO_CONTEXTS.len())];
+    let chosen = &DEMO_CONTEXTS[..args
+        .contexts
+        .unwrap_or(DEMO_CONTEXTS.len())
+        .min(DEMO_CONTEXTS.len())];
     for demo in chosen {
         let context = Context::new(demo.text)?;
         // Sleep time: the model sees only the context.
         let spinner = SleepSpinner::new(format!("sleep time [{}]", demo.name));
-        let learned = learn(program.as_ref(), model.as_ref(), &context, &learn_config, &spinner).await?;
+        let learned = learn(
+            program.as_ref(),
+            model.as_ref(),
+            &context,
+            &learn_config,
+            &spinner,
+        )
+        .await?;
         let usage = learned.total_usage();
         let stats = &learned.drafts[0].stats;
-        spinner.finish(format!("{} rewrites, {} tokens, {:.1}s", stats.rewrites, usage.completion_tokens, stats.seconds));
-        println!("\n=== {} ===\nContext: {}\n\nLearned context c' (v{}, {}):\n{}\n", demo.name, demo.text, learned.version, learned.program, learned.text);
+        spinner.finish(format!(
+            "{} rewrites, {} tokens, {:.1}s",
+            stats.rewrites, usage.completion_tokens, stats.seconds
+        ));
+        println!(
+            "\n=== {} ===\nContext: {}\n\nLearned context c' (v{}, {}):\n{}\n",
+            demo.name, demo.text, learned.version, learned.program, learned.text
+        );
 
         let sleep_answerer = Answerer::new(model.as_ref(), sleep_config);
-        let cold_answerer = Answerer::new(model.as_ref(), AnswerConfig { reuse_prefix: false, ..sleep_config });
+        let cold_answerer = Answerer::new(
+            model.as_ref(),
+            AnswerConfig {
+                reuse_prefix: false,
+                ..sleep_config
+            },
+        );
         let baseline_answerer = Answerer::new(model.as_ref(), baseline_config);
         let sleep_input = |q| AnswerInput {
             context: (!args.learned_only).then_some(context.text()),
@@ -191,9 +227,18 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         });
 
         for (i, &(question, gold)) in demo.queries.iter().enumerate() {
-            eprintln!("[{}] question {}/{}: {question}", demo.name, i + 1, demo.queries.len());
+            eprintln!(
+                "[{}] question {}/{}: {question}",
+                demo.name,
+                i + 1,
+                demo.queries.len()
+            );
             let baseline = baseline_answerer
-                .answer(&AnswerInput { context: Some(context.text()), learned: None, question: Some(question) })
+                .answer(&AnswerInput {
+                    context: Some(context.text()),
+                    learned: None,
+                    question: Some(question),
+                })
                 .await?;
             let sleep = sleep_answerer.answer(&sleep_input(Some(question))).await?;
             let sleep_cold = if args.measure_kv && info.prefix_state {
@@ -220,8 +265,19 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
     let sleep_tokens = mean(&|q| q.sleep.usage.completion_tokens as f64);
     let baseline_latency = mean(&|q| q.baseline.latency);
     let sleep_latency = mean(&|q| q.sleep.latency);
-    let cached = median(queries.iter().filter(|q| q.sleep_cold.is_some()).map(|q| q.sleep.latency).collect());
-    let cold = median(queries.iter().filter_map(|q| q.sleep_cold.as_ref().map(|c| c.latency)).collect());
+    let cached = median(
+        queries
+            .iter()
+            .filter(|q| q.sleep_cold.is_some())
+            .map(|q| q.sleep.latency)
+            .collect(),
+    );
+    let cold = median(
+        queries
+            .iter()
+            .filter_map(|q| q.sleep_cold.as_ref().map(|c| c.latency))
+            .collect(),
+    );
     let summary = Summary {
         queries: queries.len(),
         baseline_correct: queries.iter().filter(|q| q.baseline_correct).count(),
@@ -232,19 +288,38 @@ pub async fn run(backend_args: &BackendArgs, args: DemoArgs) -> Result<()> {
         baseline_mean_latency: baseline_latency,
         sleep_mean_latency: sleep_latency,
         latency_ratio: baseline_latency / sleep_latency.max(1e-9),
-        sleep_mean_completion_tokens_per_context: contexts.iter().map(|c| c.sleep_completion_tokens as f64).sum::<f64>()
+        sleep_mean_completion_tokens_per_context: contexts
+            .iter()
+            .map(|c| c.sleep_completion_tokens as f64)
+            .sum::<f64>()
             / contexts.len().max(1) as f64,
         kv_cached_median_latency: cached,
         kv_cold_median_latency: cold,
         kv_latency_ratio: cold.zip(cached).map(|(c, w)| c / w.max(1e-9)),
         kv_same_answer: cold.map(|_| {
-            queries.iter().filter(|q| q.sleep_cold.as_ref().is_some_and(|c| c.text == q.sleep.text)).count()
+            queries
+                .iter()
+                .filter(|q| {
+                    q.sleep_cold
+                        .as_ref()
+                        .is_some_and(|c| c.text == q.sleep.text)
+                })
+                .count()
         }),
     };
 
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "context", "question", "gold", "baseline", "tok", "s", "sleep-time", "tok", "s", "speed-up",
+        "context",
+        "question",
+        "gold",
+        "baseline",
+        "tok",
+        "s",
+        "sleep-time",
+        "tok",
+        "s",
+        "speed-up",
     ]);
     for q in &queries {
         table.add_row(vec![

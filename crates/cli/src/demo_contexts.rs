@@ -70,7 +70,10 @@ mod tests {
             let mut qs: Vec<_> = ctx.queries.iter().map(|q| q.0).collect();
             qs.dedup();
             assert_eq!(qs.len(), ctx.queries.len());
-            assert!(!ctx.text.contains("?"), "questions are not part of the context");
+            assert!(
+                !ctx.text.contains("?"),
+                "questions are not part of the context"
+            );
         }
     }
 }

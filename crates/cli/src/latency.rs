@@ -92,12 +92,20 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("request to {path}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("request to {path}"))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -107,7 +115,13 @@ impl Client {
     }
 
     async fn metric(&self, name: &str) -> Result<u64> {
-        let text = self.http.get(format!("{}/metrics", self.base)).send().await?.text().await?;
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -146,7 +160,10 @@ pub async fn run(backend_args: &BackendArgs, args: LatencyArgs) -> Result<()> {
     config.answer.budget = args.budget;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let server = Server::start(config, model, store, listener).await?;
-    let client = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", server.addr),
+    };
     let result = measure(&server, &client, &args, &model_name).await;
     server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -154,23 +171,46 @@ pub async fn run(backend_args: &BackendArgs, args: LatencyArgs) -> Result<()> {
 }
 
 async fn create(client: &Client, text: &str) -> Result<String> {
-    let v = client.call(reqwest::Method::POST, "/v1/contexts", Some(json!({ "text": text }))).await?;
-    v["id"].as_str().map(str::to_owned).context("no id in the created context")
+    let v = client
+        .call(
+            reqwest::Method::POST,
+            "/v1/contexts",
+            Some(json!({ "text": text })),
+        )
+        .await?;
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no id in the created context")
 }
 
-async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_name: &str) -> Result<()> {
+async fn measure(
+    server: &Server,
+    client: &Client,
+    args: &LatencyArgs,
+    model_name: &str,
+) -> Result<()> {
     // The contexts queries go to, learned before any measurement.
     let mut queried = Vec::new();
     for demo in DEMO_CONTEXTS {
         queried.push((create(client, demo.text).await?, demo));
     }
-    eprintln!("learning {} contexts before measuring (sleep time, a few minutes on CPU)...", queried.len());
+    eprintln!(
+        "learning {} contexts before measuring (sleep time, a few minutes on CPU)...",
+        queried.len()
+    );
     for (id, demo) in &queried {
         let started = Instant::now();
         let mut v = Value::Null;
         // The server caps one wait at 600 s; a slow model may need several.
         for _ in 0..6 {
-            v = client.call(reqwest::Method::GET, &format!("/v1/contexts/{id}/learned?wait=true&timeout_s=600"), None).await?;
+            v = client
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/contexts/{id}/learned?wait=true&timeout_s=600"),
+                    None,
+                )
+                .await?;
             if !matches!(v["status"].as_str(), Some("pending" | "running")) {
                 break;
             }
@@ -178,7 +218,11 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
         if v["status"] != "ready" {
             bail!("context {} did not learn: {v}", demo.name);
         }
-        eprintln!("  {} ready in {:.0} s", demo.name, started.elapsed().as_secs_f64());
+        eprintln!(
+            "  {} ready in {:.0} s",
+            demo.name,
+            started.elapsed().as_secs_f64()
+        );
     }
     let questions: Vec<(&str, &str, &str)> = (0..args.queries)
         .map(|i| {
@@ -194,7 +238,16 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
 
     let mut phases = Vec::new();
     eprintln!("phase 1/3: idle");
-    phases.push(run_phase(client, &questions, args, "idle", "no sleep work in the background").await?);
+    phases.push(
+        run_phase(
+            client,
+            &questions,
+            args,
+            "idle",
+            "no sleep work in the background",
+        )
+        .await?,
+    );
 
     // Continuous background sleep work: keep a job queued or running on the load contexts.
     let mut load = Vec::new();
@@ -211,7 +264,10 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
             while !stop.load(Ordering::SeqCst) {
                 for id in &load {
                     // Re-learning a learned version creates a new job; a queued one is reused.
-                    let _ = http.post(format!("{base}/v1/contexts/{id}/sleep")).send().await;
+                    let _ = http
+                        .post(format!("{base}/v1/contexts/{id}/sleep"))
+                        .send()
+                        .await;
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -219,7 +275,10 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
     };
     // Let the first sleep job start.
     let started = Instant::now();
-    while server.state.gate.active() == 0 && client.metric("sleeptime_sleep_tokens_total").await? == 0 && started.elapsed() < Duration::from_secs(60) {
+    while server.state.gate.active() == 0
+        && client.metric("sleeptime_sleep_tokens_total").await? == 0
+        && started.elapsed() < Duration::from_secs(60)
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -234,8 +293,14 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
         server.state.gate.set_preempt(false);
         eprintln!("phase 3/3: continuous sleep work, sleep yields only between model calls");
         phases.push(
-            run_phase(client, &questions, args, "sleep load, between calls", "background sleep jobs; sleep work yields only between model calls")
-                .await?,
+            run_phase(
+                client,
+                &questions,
+                args,
+                "sleep load, between calls",
+                "background sleep jobs; sleep work yields only between model calls",
+            )
+            .await?,
         );
         server.state.gate.set_preempt(true);
     }
@@ -247,7 +312,11 @@ async fn measure(server: &Server, client: &Client, args: &LatencyArgs, model_nam
 
 async fn ask(client: &Client, id: &str, question: &str, budget: u32) -> Result<Value> {
     client
-        .call(reqwest::Method::POST, &format!("/v1/contexts/{id}/ask"), Some(json!({ "question": question, "budget": budget })))
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/contexts/{id}/ask"),
+            Some(json!({ "question": question, "budget": budget })),
+        )
         .await
 }
 
@@ -268,7 +337,12 @@ async fn run_phase(
         let t = Instant::now();
         let v = ask(client, id, question, args.budget).await?;
         let client_s = t.elapsed().as_secs_f64();
-        eprintln!("  {:>2}/{} {:>6.2} s  {context}: {question}", i + 1, questions.len(), client_s);
+        eprintln!(
+            "  {:>2}/{} {:>6.2} s  {context}: {question}",
+            i + 1,
+            questions.len(),
+            client_s
+        );
         samples.push(Sample {
             context: context.to_owned(),
             question: question.to_owned(),
@@ -290,17 +364,27 @@ async fn run_phase(
         mean_s: sorted.iter().sum::<f64>() / sorted.len() as f64,
         samples,
         sleep_tokens: client.sleep_tokens().await? - tokens_before,
-        yields: client.metric("sleeptime_sleep_yields_total").await?.saturating_sub(yields_before),
-        preemptions: client.metric("sleeptime_sleep_preemptions_total").await?.saturating_sub(preempt_before),
+        yields: client
+            .metric("sleeptime_sleep_yields_total")
+            .await?
+            .saturating_sub(yields_before),
+        preemptions: client
+            .metric("sleeptime_sleep_preemptions_total")
+            .await?
+            .saturating_sub(preempt_before),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 fn write_report(args: &LatencyArgs, model_name: &str, phases: &[Phase]) -> Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let json = json!({ "command": command, "model": model_name, "queries_per_phase": args.queries, "phases": phases });
-    std::fs::write(args.out.join("latency.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(
+        args.out.join("latency.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
 
     let idle = &phases[0];
     let mut md = format!(
@@ -329,7 +413,10 @@ fn write_report(args: &LatencyArgs, model_name: &str, phases: &[Phase]) -> Resul
     }
     md.push('\n');
     for p in phases {
-        md.push_str(&format!("- **{}**: {} ({:.0} s).\n", p.name, p.about, p.seconds));
+        md.push_str(&format!(
+            "- **{}**: {} ({:.0} s).\n",
+            p.name, p.about, p.seconds
+        ));
     }
     std::fs::write(args.out.join("latency.md"), &md)?;
     print!("{md}");

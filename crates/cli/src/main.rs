@@ -95,5 +95,6 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Read a text file, naming it in the error.
 fn read_text(path: &PathBuf) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }

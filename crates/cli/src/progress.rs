@@ -26,16 +26,27 @@ impl SleepSpinner {
     }
 
     pub fn finish(&self, message: impl Into<String>) {
-        self.bar.finish_with_message(format!("{}: {}", self.label, message.into()));
+        self.bar
+            .finish_with_message(format!("{}: {}", self.label, message.into()));
     }
 }
 
 impl SleepProgress for SleepSpinner {
     fn event(&self, event: SleepEvent) {
         let msg = match event {
-            SleepEvent::StepStarted { draft, step } => format!("draft {} step {step}: thinking", draft + 1),
-            SleepEvent::StepFinished { draft, step, completion_tokens, action } => {
-                format!("draft {} step {step}: {action} ({completion_tokens} tokens)", draft + 1)
+            SleepEvent::StepStarted { draft, step } => {
+                format!("draft {} step {step}: thinking", draft + 1)
+            }
+            SleepEvent::StepFinished {
+                draft,
+                step,
+                completion_tokens,
+                action,
+            } => {
+                format!(
+                    "draft {} step {step}: {action} ({completion_tokens} tokens)",
+                    draft + 1
+                )
             }
             SleepEvent::DraftFinished { draft } => format!("draft {} done", draft + 1),
         };

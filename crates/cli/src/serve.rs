@@ -32,7 +32,12 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = RoleArg::All)]
     pub role: RoleArg,
     /// API keys as TENANT:KEY, comma-separated (keep them in the environment).
-    #[arg(long, env = "SLEEPTIME_API_KEYS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "SLEEPTIME_API_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub api_keys: Vec<String>,
     /// Accept requests without a key (as tenant "default"). The default when no key is
     /// configured, so that `sleeptime serve` works with nothing set up on loopback.
@@ -89,9 +94,15 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
         if tenant.is_empty() || key.len() < 8 {
             bail!("API key for tenant {tenant:?} is too short (at least 8 characters)");
         }
-        keys.push(ApiKeyConfig { tenant: tenant.to_owned(), key: key.to_owned() });
+        keys.push(ApiKeyConfig {
+            tenant: tenant.to_owned(),
+            key: key.to_owned(),
+        });
     }
-    let mut config = ServerConfig { listen: args.listen, ..ServerConfig::default() };
+    let mut config = ServerConfig {
+        listen: args.listen,
+        ..ServerConfig::default()
+    };
     config.role = match args.role {
         RoleArg::All => Role::All,
         RoleArg::Api => Role::Api,
@@ -113,7 +124,9 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
         None => None,
         Some(h) => match Duration::try_from_secs_f64(h * 3600.0) {
             Ok(d) if d >= Duration::from_secs(1) => Some(d),
-            _ => bail!("--relearn-hours must be a positive number of hours (at least one second), got {h}"),
+            _ => bail!(
+                "--relearn-hours must be a positive number of hours (at least one second), got {h}"
+            ),
         },
     };
     config.sleep.k = args.k.max(1);
@@ -125,11 +138,19 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     config.sleep.program = args.sleep_program;
 
     let store: Arc<dyn Store> = match &args.database {
-        Some(url) => Arc::new(SqlStore::connect(url, 8).await.context("cannot open the database")?),
+        Some(url) => Arc::new(
+            SqlStore::connect(url, 8)
+                .await
+                .context("cannot open the database")?,
+        ),
         None => {
             let path = dirs_data().join("sleeptime.db");
             eprintln!("database: {}", path.display());
-            Arc::new(SqlStore::open_sqlite(&path).await.context("cannot open the SQLite database")?)
+            Arc::new(
+                SqlStore::open_sqlite(&path)
+                    .await
+                    .context("cannot open the SQLite database")?,
+            )
         }
     };
     let model = backend::build(backend_args).await?;
@@ -142,5 +163,9 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
 fn dirs_data() -> std::path::PathBuf {
     std::env::var_os("SLEEPTIME_DATA_HOME")
         .map(Into::into)
-        .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("sleeptime"))
+        .unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("sleeptime")
+        })
 }

@@ -12,7 +12,10 @@ use sleeptime_model::{ChatRequest, Message, ModelBackend};
 
 use crate::document::{AnticipatedQuestion, LearnedDocument, Quantity};
 use crate::open;
-use crate::{Context, Draft, EngineError, EngineErrorKind, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
+use crate::{
+    Context, Draft, EngineError, EngineErrorKind, ProgramRef, SleepBudget, SleepEvent,
+    SleepProgram, SleepProgress, SleepStats,
+};
 
 /// The sleep prompt. A skeleton with placeholders steers format better than an example,
 /// which a small model copies into unrelated situations (pilot, second run).
@@ -54,7 +57,13 @@ pub struct AidedConfig {
 
 impl Default for AidedConfig {
     fn default() -> Self {
-        Self { repair_rounds: 2, solve_questions: 0, solve_samples: 1, solve_temperature: 0.7, open_questions: 0 }
+        Self {
+            repair_rounds: 2,
+            solve_questions: 0,
+            solve_samples: 1,
+            solve_temperature: 0.7,
+            open_questions: 0,
+        }
     }
 }
 
@@ -72,7 +81,9 @@ impl AidedProgram {
 
 /// Comment text after `#` on a raw line, if any.
 pub(crate) fn comment_of(raw: &str) -> String {
-    raw.split_once('#').map(|(_, c)| c.trim().to_owned()).unwrap_or_default()
+    raw.split_once('#')
+        .map(|(_, c)| c.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `# Q: question -> name` lines.
@@ -80,7 +91,9 @@ fn anticipated(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
             let rest = line.trim().trim_start_matches(['#', '-', '*', ' ']).trim();
-            let rest = rest.strip_prefix("Q:").or_else(|| rest.strip_prefix("Q :"))?;
+            let rest = rest
+                .strip_prefix("Q:")
+                .or_else(|| rest.strip_prefix("Q :"))?;
             let (q, name) = rest.rsplit_once("->")?;
             let name = name.trim().trim_matches(['`', '.', ' ']).to_owned();
             Some((q.trim().to_owned(), name)).filter(|(q, n)| !q.is_empty() && !n.is_empty())
@@ -92,7 +105,8 @@ fn anticipated(text: &str) -> Vec<(String, String)> {
 fn is_given(expression: &str, context: &str) -> bool {
     let e = expression.trim().trim_start_matches(['$', '€', '£']);
     !e.is_empty()
-        && e.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '%')
+        && e.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '%')
         && context.contains(e.trim_end_matches('%'))
 }
 
@@ -108,7 +122,11 @@ impl Source {
         let program = parse_program(text);
         let raw: Vec<&str> = text.lines().collect();
         for st in &program.statements {
-            let line = raw.get(st.line - 1).copied().unwrap_or(&st.source).to_owned();
+            let line = raw
+                .get(st.line - 1)
+                .copied()
+                .unwrap_or(&st.source)
+                .to_owned();
             let prefix = format!("{} ", st.name);
             let prefix_eq = format!("{}=", st.name);
             self.lines.retain(|l| {
@@ -135,7 +153,11 @@ fn failures(program: &Program, eval: &Evaluation) -> Vec<String> {
         .errors
         .iter()
         .map(|e| {
-            let source = program.statements.iter().find(|s| s.line == e.line && s.name == e.name).map_or("", |s| s.source.as_str());
+            let source = program
+                .statements
+                .iter()
+                .find(|s| s.line == e.line && s.name == e.name)
+                .map_or("", |s| s.source.as_str());
             format!("{source}    <- error: {}", e.error)
         })
         .collect();
@@ -150,7 +172,13 @@ fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
     let raw: Vec<&str> = text.lines().collect();
     let mut quantities = Vec::new();
     for nv in &eval.values {
-        let Some(st) = program.statements.iter().find(|s| s.name == nv.name && s.line == nv.line) else { continue };
+        let Some(st) = program
+            .statements
+            .iter()
+            .find(|s| s.name == nv.name && s.line == nv.line)
+        else {
+            continue;
+        };
         quantities.push(Quantity {
             name: nv.name.clone(),
             description: comment_of(raw.get(st.line - 1).copied().unwrap_or_default()),
@@ -165,10 +193,22 @@ fn document(text: &str, context: &str) -> (LearnedDocument, Vec<String>) {
         .into_iter()
         .filter_map(|(question, name)| {
             let q = quantities.iter().find(|q| q.name == name)?;
-            Some(AnticipatedQuestion { question, quantity: name, answer: q.value.clone(), solved: false })
+            Some(AnticipatedQuestion {
+                question,
+                quantity: name,
+                answer: q.value.clone(),
+                solved: false,
+            })
         })
         .collect();
-    (LearnedDocument { quantities, questions, ..LearnedDocument::default() }, failures(&program, &eval))
+    (
+        LearnedDocument {
+            quantities,
+            questions,
+            ..LearnedDocument::default()
+        },
+        failures(&program, &eval),
+    )
 }
 
 /// Asks for the questions a situation most likely ends with (the paper: predictable
@@ -210,29 +250,63 @@ struct Steps<'a> {
 
 impl Steps<'_> {
     /// One model call, sampled as the draft's budget says.
-    async fn call(&mut self, messages: &[Message], action: &'static str) -> Result<String, EngineError> {
-        let seed = self.budget.seed.map(|s| s + u64::from(self.stats.steps + 1));
-        self.call_with(messages, action, self.budget.temperature, seed, None).await
+    async fn call(
+        &mut self,
+        messages: &[Message],
+        action: &'static str,
+    ) -> Result<String, EngineError> {
+        let seed = self
+            .budget
+            .seed
+            .map(|s| s + u64::from(self.stats.steps + 1));
+        self.call_with(messages, action, self.budget.temperature, seed, None)
+            .await
     }
 
     /// One model call whose reply starts with `prefix` (returned with it).
-    async fn call_prefixed(&mut self, messages: &[Message], action: &'static str, prefix: &str) -> Result<String, EngineError> {
-        let seed = self.budget.seed.map(|s| s + u64::from(self.stats.steps + 1));
-        let reply = self.call_with(messages, action, self.budget.temperature, seed, Some(prefix)).await?;
+    async fn call_prefixed(
+        &mut self,
+        messages: &[Message],
+        action: &'static str,
+        prefix: &str,
+    ) -> Result<String, EngineError> {
+        let seed = self
+            .budget
+            .seed
+            .map(|s| s + u64::from(self.stats.steps + 1));
+        let reply = self
+            .call_with(
+                messages,
+                action,
+                self.budget.temperature,
+                seed,
+                Some(prefix),
+            )
+            .await?;
         Ok(format!("{prefix}{reply}"))
     }
 
     /// One model call at `temperature` (a sampled call gets a seed even in a greedy draft,
     /// so reruns ask the same and hit the call cache).
-    async fn sampled(&mut self, messages: &[Message], action: &'static str, temperature: f32) -> Result<String, EngineError> {
+    async fn sampled(
+        &mut self,
+        messages: &[Message],
+        action: &'static str,
+        temperature: f32,
+    ) -> Result<String, EngineError> {
         let seed = self.budget.seed.unwrap_or(0) + u64::from(self.stats.steps + 1);
-        self.call_with(messages, action, temperature, Some(seed), None).await
+        self.call_with(messages, action, temperature, Some(seed), None)
+            .await
     }
 
     /// A step whose prompt outgrew the context window (a long solution to translate, a
     /// repair conversation grown too long) drops what it would have added, not the draft:
     /// `None`, counted in the stats.
-    fn unless_too_long<T>(&mut self, result: Result<T, EngineError>, action: &'static str) -> Result<Option<T>, EngineError> {
+    fn unless_too_long<T>(
+        &mut self,
+        result: Result<T, EngineError>,
+        action: &'static str,
+    ) -> Result<Option<T>, EngineError> {
         match result {
             Ok(value) => Ok(Some(value)),
             Err(error) if error.kind() == EngineErrorKind::ContextTooLong => {
@@ -254,9 +328,12 @@ impl Steps<'_> {
     ) -> Result<String, EngineError> {
         self.stats.steps += 1;
         let step = self.stats.steps;
-        self.progress.event(SleepEvent::StepStarted { draft: self.draft, step });
-        let mut request =
-            ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step).with_sampling(temperature, 1.0, seed);
+        self.progress.event(SleepEvent::StepStarted {
+            draft: self.draft,
+            step,
+        });
+        let mut request = ChatRequest::new(messages.to_vec(), self.budget.max_tokens_per_step)
+            .with_sampling(temperature, 1.0, seed);
         request.assistant_prefix = prefix.map(str::to_owned);
         let completion = self.model.complete(&request).await?;
         // Trace level: replies quote the context, which default logs never show.
@@ -283,7 +360,12 @@ impl AidedProgram {
         action: &'static str,
     ) -> Result<Written, EngineError> {
         let mut source = Source::default();
-        let mut written = Written { replies: Vec::new(), text: String::new(), doc: LearnedDocument::default(), failing: Vec::new() };
+        let mut written = Written {
+            replies: Vec::new(),
+            text: String::new(),
+            doc: LearnedDocument::default(),
+            failing: Vec::new(),
+        };
         for round in 0..=self.config.repair_rounds {
             let completion = if round == 0 {
                 steps.call(&messages, action).await?
@@ -291,7 +373,9 @@ impl AidedProgram {
                 // Each repair round lengthens the conversation; when it no longer fits, keep
                 // what evaluates and drop the rest, as after the last round.
                 let repaired = steps.call(&messages, "repair").await;
-                let Some(completion) = steps.unless_too_long(repaired, "repair")? else { break };
+                let Some(completion) = steps.unless_too_long(repaired, "repair")? else {
+                    break;
+                };
                 completion
             };
             source.merge(&completion);
@@ -321,16 +405,23 @@ impl AidedProgram {
         temperature: Option<f32>,
         action: &'static str,
     ) -> Result<Written, EngineError> {
-        let ask = [Message::system(crate::prompts::answer_system(4, false)), Message::user(situation.to_owned())];
+        let ask = [
+            Message::system(crate::prompts::answer_system(4, false)),
+            Message::user(situation.to_owned()),
+        ];
         let solution = match temperature {
             None => steps.call(&ask, action).await?,
             Some(t) => steps.sampled(&ask, action, t).await?,
         };
         let messages = vec![
             Message::system(TRANSLATE_SYSTEM),
-            Message::user(format!("{situation}\n\nWorked solution:\n{}", solution.trim())),
+            Message::user(format!(
+                "{situation}\n\nWorked solution:\n{}",
+                solution.trim()
+            )),
         ];
-        self.write_program(steps, messages, context, "translate").await
+        self.write_program(steps, messages, context, "translate")
+            .await
     }
 
     /// Predict the likely questions, solve each by step-by-step reasoning, have the engine
@@ -344,21 +435,38 @@ impl AidedProgram {
         context: &Context,
     ) -> Result<(), EngineError> {
         let text = context.text();
-        let predicted = steps.call(&[Message::system(PREDICT_SYSTEM), Message::user(text.to_owned())], "predict").await?;
+        let predicted = steps
+            .call(
+                &[
+                    Message::system(PREDICT_SYSTEM),
+                    Message::user(text.to_owned()),
+                ],
+                "predict",
+            )
+            .await?;
         let questions = likely_questions(&predicted, self.config.solve_questions as usize);
-        let situations: Vec<String> = questions.iter().map(|question| situation_with(text, question)).collect();
+        let situations: Vec<String> = questions
+            .iter()
+            .map(|question| situation_with(text, question))
+            .collect();
         let samples = self.config.solve_samples.max(1);
         let mut answers: Vec<Vec<Quantity>> = vec![Vec::new(); questions.len()];
         for sample in 0..samples {
             let temperature = (sample > 0).then_some(self.config.solve_temperature);
             for (situation, found) in situations.iter().zip(answers.iter_mut()) {
-                let solved = self.solve_and_translate(steps, situation, text, temperature, "solve").await;
-                let Some(written) = steps.unless_too_long(solved, "solve")? else { continue };
+                let solved = self
+                    .solve_and_translate(steps, situation, text, temperature, "solve")
+                    .await;
+                let Some(written) = steps.unless_too_long(solved, "solve")? else {
+                    continue;
+                };
                 found.extend(final_quantity(&written).cloned());
             }
         }
         for (question, found) in questions.iter().zip(&answers) {
-            let Some((answer, votes)) = majority(found) else { continue };
+            let Some((answer, votes)) = majority(found) else {
+                continue;
+            };
             let agreement = (samples > 1).then_some((votes, samples));
             record_answer(doc, question, answer, agreement);
         }
@@ -376,8 +484,13 @@ impl AidedProgram {
         context: &Context,
     ) -> Result<(), EngineError> {
         let text = context.text();
-        let ask = [Message::system(open::OPEN_PREDICT_SYSTEM), Message::user(text.to_owned())];
-        let predicted = steps.call_prefixed(&ask, "predict-open", open::OPEN_PREDICT_PREFIX).await?;
+        let ask = [
+            Message::system(open::OPEN_PREDICT_SYSTEM),
+            Message::user(text.to_owned()),
+        ];
+        let predicted = steps
+            .call_prefixed(&ask, "predict-open", open::OPEN_PREDICT_PREFIX)
+            .await?;
         let limit = self.config.open_questions as usize;
         let mut forms = Vec::new();
         let questions: Vec<String> = likely_questions(&predicted, 3 * limit)
@@ -393,13 +506,22 @@ impl AidedProgram {
             .collect();
         for question in questions {
             let situation = situation_with(text, &question);
-            let solved = self.solve_and_translate(steps, &situation, text, None, "solve-open").await;
-            let Some(written) = steps.unless_too_long(solved, "solve-open")? else { continue };
+            let solved = self
+                .solve_and_translate(steps, &situation, text, None, "solve-open")
+                .await;
+            let Some(written) = steps.unless_too_long(solved, "solve-open")? else {
+                continue;
+            };
             // The example number stays out of the name: test time binds another.
-            let answer_name = unique_name(doc, &name_for(&question.replace(|c: char| c.is_ascii_digit(), "")));
+            let answer_name = unique_name(
+                doc,
+                &name_for(&question.replace(|c: char| c.is_ascii_digit(), "")),
+            );
             match open::open_question(doc, &question, &written.text, text, &answer_name) {
                 Ok(open::Checked::Open(open)) => doc.open_questions.push(open),
-                Ok(open::Checked::Fixed { question, answer }) => record_answer(doc, &question, &answer, None),
+                Ok(open::Checked::Fixed { question, answer }) => {
+                    record_answer(doc, &question, &answer, None)
+                }
                 Err(why) => tracing::debug!(%question, ?why, "open question dropped"),
             }
         }
@@ -417,7 +539,8 @@ fn situation_with(context: &str, question: &str) -> String {
 fn majority(found: &[Quantity]) -> Option<(&Quantity, u32)> {
     let mut best: Option<(&Quantity, u32)> = None;
     for q in found {
-        let votes = u32::try_from(found.iter().filter(|o| same_value(q, o)).count()).unwrap_or(u32::MAX);
+        let votes =
+            u32::try_from(found.iter().filter(|o| same_value(q, o)).count()).unwrap_or(u32::MAX);
         if best.is_none_or(|(_, b)| votes > b) {
             best = Some((q, votes));
         }
@@ -436,10 +559,15 @@ fn final_quantity(written: &Written) -> Option<&Quantity> {
     let find = |name: &str| written.doc.quantities.iter().find(|q| q.name == name);
     find("answer")
         .or_else(|| {
-            written.replies.iter().rev().flat_map(|r| r.lines().rev()).find_map(|line| {
-                let inner = line.trim().strip_prefix("print(")?.strip_suffix(')')?;
-                find(inner.trim())
-            })
+            written
+                .replies
+                .iter()
+                .rev()
+                .flat_map(|r| r.lines().rev())
+                .find_map(|line| {
+                    let inner = line.trim().strip_prefix("print(")?.strip_suffix(')')?;
+                    find(inner.trim())
+                })
         })
         .or_else(|| written.doc.quantities.iter().rev().find(|q| !q.given))
 }
@@ -448,7 +576,9 @@ fn final_quantity(written: &Written) -> Option<&Quantity> {
 fn likely_questions(reply: &str, n: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in reply.lines() {
-        let q = line.trim().trim_start_matches(|c: char| c.is_ascii_digit() || matches!(c, '.' | ')' | '-' | '*' | '#' | ' '));
+        let q = line.trim().trim_start_matches(|c: char| {
+            c.is_ascii_digit() || matches!(c, '.' | ')' | '-' | '*' | '#' | ' ')
+        });
         let q = q.strip_prefix("Q:").unwrap_or(q).trim();
         if q.ends_with('?') && q.len() > 8 && !out.iter().any(|o| o == q) {
             out.push(q.to_owned());
@@ -463,7 +593,12 @@ fn likely_questions(reply: &str, n: usize) -> Vec<String> {
 /// Record a solved question: linked to an existing quantity of the same value (two
 /// independent derivations agree), or as a new quantity named after the question.
 /// `agreement`: how many of how many sampled solutions reached this value.
-fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, agreement: Option<(u32, u32)>) {
+fn record_answer(
+    doc: &mut LearnedDocument,
+    question: &str,
+    answer: &Quantity,
+    agreement: Option<(u32, u32)>,
+) {
     let existing = doc
         .quantities
         .iter()
@@ -475,7 +610,9 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, a
         doc.quantities.push(Quantity {
             name: name.clone(),
             description: match agreement {
-                Some((votes, of)) => format!("answer to: {question}; {votes} of {of} solutions agree"),
+                Some((votes, of)) => {
+                    format!("answer to: {question}; {votes} of {of} solutions agree")
+                }
                 None => format!("answer to: {question}"),
             },
             expression: answer.value.clone(),
@@ -488,14 +625,26 @@ fn record_answer(doc: &mut LearnedDocument, question: &str, answer: &Quantity, a
     doc.questions.retain(|q| q.question != question);
     // Solved questions come first: they are the ones the program expects most.
     let at = doc.questions.iter().take_while(|q| q.solved).count();
-    doc.questions.insert(at, AnticipatedQuestion { question: question.to_owned(), quantity: name, answer: answer.value.clone(), solved: true });
+    doc.questions.insert(
+        at,
+        AnticipatedQuestion {
+            question: question.to_owned(),
+            quantity: name,
+            answer: answer.value.clone(),
+            solved: true,
+        },
+    );
 }
 
 /// `base`, or `base_2`, `base_3`, … if the document already uses it.
 fn unique_name(doc: &LearnedDocument, base: &str) -> String {
     let used = |name: &str| {
         doc.quantities.iter().any(|q| q.name == name)
-            || doc.open_questions.iter().flat_map(|o| o.inputs.iter().chain(&o.steps)).any(|q| q.name == name)
+            || doc
+                .open_questions
+                .iter()
+                .flat_map(|o| o.inputs.iter().chain(&o.steps))
+                .any(|q| q.name == name)
     };
     let mut name = base.to_owned();
     let mut i = 2;
@@ -508,14 +657,21 @@ fn unique_name(doc: &LearnedDocument, base: &str) -> String {
 
 /// `answer_<first content words of the question>`.
 fn name_for(question: &str) -> String {
-    const SKIP: &[&str] = &["how", "many", "much", "what", "is", "are", "the", "a", "an", "of", "does", "do", "did", "will", "would", "in", "to", "if", "be", "can", "for"];
+    const SKIP: &[&str] = &[
+        "how", "many", "much", "what", "is", "are", "the", "a", "an", "of", "does", "do", "did",
+        "will", "would", "in", "to", "if", "be", "can", "for",
+    ];
     let words: Vec<String> = question
         .split(|c: char| !c.is_ascii_alphanumeric())
         .map(str::to_lowercase)
         .filter(|w| !w.is_empty() && !SKIP.contains(&w.as_str()))
         .take(4)
         .collect();
-    if words.is_empty() { "answer_question".to_owned() } else { format!("answer_{}", words.join("_")) }
+    if words.is_empty() {
+        "answer_question".to_owned()
+    } else {
+        format!("answer_{}", words.join("_"))
+    }
 }
 
 #[async_trait]
@@ -525,13 +681,20 @@ impl SleepProgram for AidedProgram {
         if self.config.solve_questions > 0 {
             params.push_str(&format!(",solve_questions={}", self.config.solve_questions));
             if self.config.solve_samples > 1 {
-                params.push_str(&format!(",solve_samples={},solve_temperature={}", self.config.solve_samples, self.config.solve_temperature));
+                params.push_str(&format!(
+                    ",solve_samples={},solve_temperature={}",
+                    self.config.solve_samples, self.config.solve_temperature
+                ));
             }
         }
         if self.config.open_questions > 0 {
             params.push_str(&format!(",open_questions={}", self.config.open_questions));
         }
-        ProgramRef { name: "aided".into(), version: 3, params }
+        ProgramRef {
+            name: "aided".into(),
+            version: 3,
+            params,
+        }
     }
 
     async fn run(
@@ -543,24 +706,47 @@ impl SleepProgram for AidedProgram {
         progress: &dyn SleepProgress,
     ) -> Result<Draft, EngineError> {
         let started = Instant::now();
-        let mut steps = Steps { model, budget, draft: draft_index, progress, stats: SleepStats::default() };
-        let messages = vec![Message::system(AIDED_SYSTEM), Message::user(format!("Situation: {}", context.text()))];
-        let Written { mut doc, failing, .. } = self.write_program(&mut steps, messages, context.text(), "write").await?;
+        let mut steps = Steps {
+            model,
+            budget,
+            draft: draft_index,
+            progress,
+            stats: SleepStats::default(),
+        };
+        let messages = vec![
+            Message::system(AIDED_SYSTEM),
+            Message::user(format!("Situation: {}", context.text())),
+        ];
+        let Written {
+            mut doc, failing, ..
+        } = self
+            .write_program(&mut steps, messages, context.text(), "write")
+            .await?;
         steps.stats.finished = failing.is_empty();
         steps.stats.malformed_replies = u32::try_from(failing.len()).unwrap_or(u32::MAX);
         if !failing.is_empty() {
-            doc.notes.push(format!("{} quantities could not be computed and were dropped", failing.len()));
+            doc.notes.push(format!(
+                "{} quantities could not be computed and were dropped",
+                failing.len()
+            ));
         }
         if self.config.solve_questions > 0 {
-            self.solve_likely_questions(&mut steps, &mut doc, context).await?;
+            self.solve_likely_questions(&mut steps, &mut doc, context)
+                .await?;
         }
         if self.config.open_questions > 0 {
-            self.write_open_questions(&mut steps, &mut doc, context).await?;
+            self.write_open_questions(&mut steps, &mut doc, context)
+                .await?;
         }
         let mut stats = steps.stats;
         stats.seconds = started.elapsed().as_secs_f64();
         progress.event(SleepEvent::DraftFinished { draft: draft_index });
-        Ok(Draft { text: doc.render(), seed: budget.seed, stats, document: Some(doc) })
+        Ok(Draft {
+            text: doc.render(),
+            seed: budget.seed,
+            stats,
+            document: Some(doc),
+        })
     }
 }
 
@@ -588,8 +774,13 @@ pub fn merge_documents(docs: &[&LearnedDocument]) -> LearnedDocument {
                 None => votes.push((&q.value, 1)),
             }
         }
-        let best = votes.iter().max_by(|a, b| a.1.cmp(&b.1).then(std::cmp::Ordering::Greater)).map(|v| v.0);
-        let Some(chosen) = candidates.iter().find(|q| Some(q.value.as_str()) == best) else { continue };
+        let best = votes
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(std::cmp::Ordering::Greater))
+            .map(|v| v.0);
+        let Some(chosen) = candidates.iter().find(|q| Some(q.value.as_str()) == best) else {
+            continue;
+        };
         // The same derived value under another name and the same description adds nothing.
         let key = format!("{}|{}", chosen.value, chosen.description.to_lowercase());
         if !chosen.given && seen_values.contains_key(&key) {
@@ -600,10 +791,17 @@ pub fn merge_documents(docs: &[&LearnedDocument]) -> LearnedDocument {
     }
     for doc in docs {
         for q in &doc.questions {
-            let answer = merged.quantities.iter().find(|m| m.name == q.quantity).map(|m| m.value.clone());
+            let answer = merged
+                .quantities
+                .iter()
+                .find(|m| m.name == q.quantity)
+                .map(|m| m.value.clone());
             if let Some(answer) = answer {
                 if !merged.questions.iter().any(|m| m.question == q.question) {
-                    merged.questions.push(AnticipatedQuestion { answer, ..q.clone() });
+                    merged.questions.push(AnticipatedQuestion {
+                        answer,
+                        ..q.clone()
+                    });
                 }
             }
         }
@@ -617,10 +815,23 @@ pub fn merge_documents(docs: &[&LearnedDocument]) -> LearnedDocument {
         for open in &doc.open_questions {
             let taken = |name: &str| {
                 merged.quantities.iter().any(|q| q.name == name)
-                    || merged.open_questions.iter().flat_map(|m| m.inputs.iter().chain(&m.steps)).any(|q| q.name == name)
+                    || merged
+                        .open_questions
+                        .iter()
+                        .flat_map(|m| m.inputs.iter().chain(&m.steps))
+                        .any(|q| q.name == name)
             };
-            let clash = open.inputs.iter().chain(&open.steps).any(|q| taken(&q.name));
-            if !clash && !merged.open_questions.iter().any(|m| m.question == open.question) {
+            let clash = open
+                .inputs
+                .iter()
+                .chain(&open.steps)
+                .any(|q| taken(&q.name));
+            if !clash
+                && !merged
+                    .open_questions
+                    .iter()
+                    .any(|m| m.question == open.question)
+            {
                 merged.open_questions.push(open.clone());
             }
         }
@@ -637,7 +848,10 @@ mod tests {
         let mut s = Source::default();
         s.merge("a = 2  # two\nb = a * c  # needs c\n# Q: what is b? -> b");
         s.merge("b = a * 3  # fixed");
-        assert_eq!(s.text(), "a = 2  # two\n# Q: what is b? -> b\nb = a * 3  # fixed");
+        assert_eq!(
+            s.text(),
+            "a = 2  # two\n# Q: what is b? -> b\nb = a * 3  # fixed"
+        );
         let (doc, errors) = document(&s.text(), "there are 2 apples");
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(doc.quantities.len(), 2);
@@ -661,13 +875,20 @@ mod tests {
         assert_eq!((best.name.as_str(), votes), ("a", 2));
         let disagreeing = [q("greedy", 5.0), q("a", 7.0), q("b", 9.0)];
         let (best, votes) = majority(&disagreeing).expect("some");
-        assert_eq!((best.name.as_str(), votes), ("greedy", 1), "no agreement: the greedy solution stays");
+        assert_eq!(
+            (best.name.as_str(), votes),
+            ("greedy", 1),
+            "no agreement: the greedy solution stays"
+        );
         assert!(majority(&[]).is_none());
     }
 
     #[test]
     fn questions_without_a_computed_answer_are_dropped() {
-        let (doc, errors) = document("x = 4\ny = x / 0\n# Q: what is y? -> y\n# Q: what is x? -> x", "x is 4");
+        let (doc, errors) = document(
+            "x = 4\ny = x / 0\n# Q: what is y? -> y\n# Q: what is x? -> x",
+            "x is 4",
+        );
         assert_eq!(errors.len(), 1);
         assert_eq!(doc.questions.len(), 1);
         assert_eq!(doc.questions[0].quantity, "x");

@@ -108,7 +108,8 @@ pub struct Answerer<'m> {
     config: AnswerConfig,
 }
 
-const NO_QUESTION: &str = "No question has been asked yet. Answer the question this situation most likely leads to.";
+const NO_QUESTION: &str =
+    "No question has been asked yet. Answer the question this situation most likely leads to.";
 
 impl<'m> Answerer<'m> {
     pub fn new(model: &'m dyn ModelBackend, config: AnswerConfig) -> Self {
@@ -121,7 +122,8 @@ impl<'m> Answerer<'m> {
 
     /// The messages before the question: what a prefix state can hold.
     pub fn prefix_messages(&self, input: &AnswerInput<'_>) -> Vec<Message> {
-        let mut system = prompts::answer_system(self.config.verbosity.level(), input.learned.is_some());
+        let mut system =
+            prompts::answer_system(self.config.verbosity.level(), input.learned.is_some());
         if let Some(learned) = input.learned {
             system.push_str("\n\nMemory block (rethink_memory_block):\n");
             system.push_str(learned.trim());
@@ -137,7 +139,10 @@ impl<'m> Answerer<'m> {
     pub fn messages(&self, input: &AnswerInput<'_>) -> Result<Vec<Message>, EngineError> {
         let question = match input.question {
             Some(q) if q.trim().is_empty() => {
-                return Err(EngineError::new(EngineErrorKind::EmptyQuestion, "the question is empty"))
+                return Err(EngineError::new(
+                    EngineErrorKind::EmptyQuestion,
+                    "the question is empty",
+                ))
             }
             Some(q) => format!("Question: {}", q.trim()),
             None => NO_QUESTION.to_owned(),
@@ -150,16 +155,25 @@ impl<'m> Answerer<'m> {
     /// Evaluate everything before the question once and keep its state, so that answers
     /// pay prefill only for the question. Call it when sleep time ends.
     pub async fn prepare(&self, input: &AnswerInput<'_>) -> Result<PrefixState, EngineError> {
-        Ok(self.model.prepare_prefix(&self.prefix_messages(input)).await?)
+        Ok(self
+            .model
+            .prepare_prefix(&self.prefix_messages(input))
+            .await?)
     }
 
     /// Answer one question.
     pub async fn answer(&self, input: &AnswerInput<'_>) -> Result<Answer, EngineError> {
         let started = Instant::now();
         let messages = self.messages(input)?;
-        let request = ChatRequest::new(messages, self.config.max_tokens)
-            .with_sampling(self.config.temperature, 1.0, self.config.seed);
-        let request = ChatRequest { reuse_prefix: self.config.reuse_prefix, ..request };
+        let request = ChatRequest::new(messages, self.config.max_tokens).with_sampling(
+            self.config.temperature,
+            1.0,
+            self.config.seed,
+        );
+        let request = ChatRequest {
+            reuse_prefix: self.config.reuse_prefix,
+            ..request
+        };
         let first = self.model.complete(&request).await?;
         let ttft = first.time_to_first_token;
         let hit_cap = first.finish_reason == FinishReason::Length;

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::{AidedConfig, AidedProgram, Combine, RethinkConfig, RethinkProgram, SleepProgram};
 
 /// A shipped sleep program.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProgramChoice {
     /// The paper's: the model rewrites a prose memory block.
@@ -60,13 +62,23 @@ fn default_solve_samples() -> u32 {
 
 impl Default for ProgramSettings {
     fn default() -> Self {
-        Self { max_rethinks: RethinkConfig::default().max_rethinks, repair_rounds: 2, solve_questions: 2, solve_samples: 1, open_questions: 3 }
+        Self {
+            max_rethinks: RethinkConfig::default().max_rethinks,
+            repair_rounds: 2,
+            solve_questions: 2,
+            solve_samples: 1,
+            open_questions: 3,
+        }
     }
 }
 
 impl ProgramChoice {
-    pub const ALL: [ProgramChoice; 4] =
-        [ProgramChoice::Rethink, ProgramChoice::Aided, ProgramChoice::AidedSolve, ProgramChoice::AidedOpen];
+    pub const ALL: [ProgramChoice; 4] = [
+        ProgramChoice::Rethink,
+        ProgramChoice::Aided,
+        ProgramChoice::AidedSolve,
+        ProgramChoice::AidedOpen,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -89,12 +101,16 @@ impl ProgramChoice {
             }))
         };
         match self {
-            ProgramChoice::Rethink => {
-                Box::new(RethinkProgram::new(RethinkConfig { max_rethinks: settings.max_rethinks, ..RethinkConfig::default() }))
-            }
+            ProgramChoice::Rethink => Box::new(RethinkProgram::new(RethinkConfig {
+                max_rethinks: settings.max_rethinks,
+                ..RethinkConfig::default()
+            })),
             ProgramChoice::Aided => aided(0, 0),
             ProgramChoice::AidedSolve => aided(settings.solve_questions.max(1), 0),
-            ProgramChoice::AidedOpen => aided(settings.solve_questions.max(1), settings.open_questions.max(1)),
+            ProgramChoice::AidedOpen => aided(
+                settings.solve_questions.max(1),
+                settings.open_questions.max(1),
+            ),
         }
     }
 
@@ -130,7 +146,11 @@ impl FromStr for ProgramChoice {
             "aided-open" | "aided_open" | "open" => Ok(Self::AidedOpen),
             other => Err(format!(
                 "unknown sleep program {other:?} (one of: {})",
-                Self::ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+                Self::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -148,13 +168,24 @@ mod tests {
             let json = serde_json::to_string(&choice).expect("json");
             assert_eq!(json, format!("\"{}\"", choice.name()));
             let id = choice.build(&settings).id();
-            let expected = if choice == ProgramChoice::Rethink { "rethink" } else { "aided" };
+            let expected = if choice == ProgramChoice::Rethink {
+                "rethink"
+            } else {
+                "aided"
+            };
             assert_eq!(id.name, expected);
             let solves = matches!(choice, ProgramChoice::AidedSolve | ProgramChoice::AidedOpen);
             assert_eq!(id.params.contains("solve_questions=2"), solves, "{id:?}");
-            assert_eq!(id.params.contains("open_questions=3"), choice == ProgramChoice::AidedOpen, "{id:?}");
+            assert_eq!(
+                id.params.contains("open_questions=3"),
+                choice == ProgramChoice::AidedOpen,
+                "{id:?}"
+            );
         }
         let err = "magic".parse::<ProgramChoice>().expect_err("unknown");
-        assert!(err.contains("rethink, aided, aided-solve, aided-open"), "{err}");
+        assert!(
+            err.contains("rethink, aided, aided-solve, aided-open"),
+            "{err}"
+        );
     }
 }

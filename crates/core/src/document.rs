@@ -74,28 +74,51 @@ impl LearnedDocument {
     pub fn render_parts(&self, quantity_indices: &[usize], with_questions: bool) -> String {
         let mut out = String::new();
         if !quantity_indices.is_empty() {
-            out.push_str("Quantities (every value computed exactly by a calculator; trust them):\n");
+            out.push_str(
+                "Quantities (every value computed exactly by a calculator; trust them):\n",
+            );
             for &i in quantity_indices {
-                let Some(q) = self.quantities.get(i) else { continue };
-                let formula = if q.given || q.expression.trim() == q.value { String::new() } else { format!(" = {}", q.expression) };
-                let about = if q.description.is_empty() { String::new() } else { format!("  ({})", q.description) };
+                let Some(q) = self.quantities.get(i) else {
+                    continue;
+                };
+                let formula = if q.given || q.expression.trim() == q.value {
+                    String::new()
+                } else {
+                    format!(" = {}", q.expression)
+                };
+                let about = if q.description.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", q.description)
+                };
                 out.push_str(&format!("- {}{formula} = {}{about}\n", q.name, q.value));
             }
         }
-        let selected: std::collections::HashSet<&str> =
-            quantity_indices.iter().filter_map(|&i| self.quantities.get(i)).map(|q| q.name.as_str()).collect();
-        let questions: Vec<&AnticipatedQuestion> =
-            self.questions.iter().filter(|q| with_questions && selected.contains(q.quantity.as_str())).collect();
+        let selected: std::collections::HashSet<&str> = quantity_indices
+            .iter()
+            .filter_map(|&i| self.quantities.get(i))
+            .map(|q| q.name.as_str())
+            .collect();
+        let questions: Vec<&AnticipatedQuestion> = self
+            .questions
+            .iter()
+            .filter(|q| with_questions && selected.contains(q.quantity.as_str()))
+            .collect();
         if !questions.is_empty() {
             out.push_str("Anticipated questions:\n");
             for q in questions {
-                out.push_str(&format!("- {} Answer: {} ({})\n", q.question, q.answer, q.quantity));
+                out.push_str(&format!(
+                    "- {} Answer: {} ({})\n",
+                    q.question, q.answer, q.quantity
+                ));
             }
         }
         if with_questions && !self.open_questions.is_empty() {
             out.push_str("Questions with open numbers (to answer one, write its input lines with the question's numbers, then its answer line):\n");
             for open in &self.open_questions {
-                let Some(answer) = open.answer() else { continue };
+                let Some(answer) = open.answer() else {
+                    continue;
+                };
                 out.push_str(&format!("- {}\n", open.question));
                 for input in &open.inputs {
                     out.push_str(&format!("  {} = <number>\n", input.name));
@@ -123,7 +146,11 @@ impl LearnedDocument {
             .map(|(i, quantity)| {
                 let mut doc = words(&quantity.name.replace('_', " "));
                 doc.extend(words(&quantity.description));
-                for aq in self.questions.iter().filter(|aq| aq.quantity == quantity.name) {
+                for aq in self
+                    .questions
+                    .iter()
+                    .filter(|aq| aq.quantity == quantity.name)
+                {
                     doc.extend(words(&aq.question));
                 }
                 let hits = q_words.iter().filter(|w| doc.contains(*w)).count();
@@ -141,15 +168,21 @@ impl LearnedDocument {
 }
 
 const STOP: &[&str] = &[
-    "the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "be", "does", "do", "did",
-    "how", "many", "much", "what", "which", "if", "it", "its", "he", "she", "they", "his", "her", "their", "at", "by",
-    "with", "from", "this", "that", "will", "would", "has", "have", "had", "per", "each", "all", "total", "number",
+    "the", "a", "an", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "were", "be",
+    "does", "do", "did", "how", "many", "much", "what", "which", "if", "it", "its", "he", "she",
+    "they", "his", "her", "their", "at", "by", "with", "from", "this", "that", "will", "would",
+    "has", "have", "had", "per", "each", "all", "total", "number",
 ];
 
 fn words(text: &str) -> std::collections::HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .map(|w| w.to_lowercase())
-        .map(|w| w.strip_suffix('s').filter(|s| s.len() > 2).map(str::to_owned).unwrap_or(w))
+        .map(|w| {
+            w.strip_suffix('s')
+                .filter(|s| s.len() > 2)
+                .map(str::to_owned)
+                .unwrap_or(w)
+        })
         .filter(|w| w.len() > 1 && !STOP.contains(&w.as_str()))
         .collect()
 }

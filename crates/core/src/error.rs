@@ -35,17 +35,27 @@ pub struct EngineError {
 
 impl EngineError {
     pub fn new(kind: EngineErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), cause: None }
+        Self {
+            kind,
+            message: message.into(),
+            cause: None,
+        }
     }
     pub fn kind(&self) -> EngineErrorKind {
         self.kind
     }
     pub(crate) fn io(message: impl Into<String>, err: std::io::Error) -> Self {
-        Self { kind: EngineErrorKind::Io, message: format!("{}: {err}", message.into()), cause: Some(Box::new(err)) }
+        Self {
+            kind: EngineErrorKind::Io,
+            message: format!("{}: {err}", message.into()),
+            cause: Some(Box::new(err)),
+        }
     }
     /// The underlying model error, when the model failed.
     pub fn model_error(&self) -> Option<&ModelError> {
-        self.cause.as_ref().and_then(|s| s.downcast_ref::<ModelError>())
+        self.cause
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<ModelError>())
     }
 }
 
@@ -55,6 +65,10 @@ impl From<ModelError> for EngineError {
             sleeptime_model::ModelErrorKind::ContextOverflow => EngineErrorKind::ContextTooLong,
             _ => EngineErrorKind::Model,
         };
-        Self { kind, message: err.to_string(), cause: Some(Box::new(err)) }
+        Self {
+            kind,
+            message: err.to_string(),
+            cause: Some(Box::new(err)),
+        }
     }
 }

@@ -58,7 +58,10 @@ pub async fn learn(
     progress: &dyn SleepProgress,
 ) -> Result<LearnedContext, EngineError> {
     if config.k == 0 {
-        return Err(EngineError::new(EngineErrorKind::InvalidConfig, "k must be at least 1"));
+        return Err(EngineError::new(
+            EngineErrorKind::InvalidConfig,
+            "k must be at least 1",
+        ));
     }
     let info = model.info();
     let context_tokens = model.count_tokens(context.text()).await?;
@@ -81,7 +84,8 @@ pub async fn learn(
         program.run(context, model, budget, i, progress)
     });
     let drafts = futures::future::try_join_all(runs).await?;
-    let docs: Vec<&crate::LearnedDocument> = drafts.iter().filter_map(|d| d.document.as_ref()).collect();
+    let docs: Vec<&crate::LearnedDocument> =
+        drafts.iter().filter_map(|d| d.document.as_ref()).collect();
     let document = match docs.len() {
         0 => None,
         1 => Some(docs[0].clone()),
@@ -97,7 +101,9 @@ pub async fn learn(
             .collect::<Vec<_>>()
             .join("\n\n"),
     };
-    let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     Ok(LearnedContext {
         version: config.version,
         context_hash: context.hash().clone(),

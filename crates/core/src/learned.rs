@@ -90,15 +90,23 @@ pub struct LearnedContext {
 pub enum Freshness {
     Current,
     /// Learned from other text (the context changed since).
-    ContextChanged { learned_from: ContextHash, now: ContextHash },
+    ContextChanged {
+        learned_from: ContextHash,
+        now: ContextHash,
+    },
     /// Written by another model; still usable, but say so.
-    OtherModel { learned_with: String, now: String },
+    OtherModel {
+        learned_with: String,
+        now: String,
+    },
 }
 
 impl LearnedContext {
     /// Sleep-time usage summed over all drafts.
     pub fn total_usage(&self) -> Usage {
-        self.drafts.iter().fold(Usage::default(), |acc, d| acc + d.stats.usage)
+        self.drafts
+            .iter()
+            .fold(Usage::default(), |acc, d| acc + d.stats.usage)
     }
 
     /// Whether this may be served as current for `context` on `model`.
@@ -137,8 +145,9 @@ impl LearnedContext {
 
     /// Read a learned context written by [`LearnedContext::save`].
     pub fn load(path: &Path) -> Result<Self, EngineError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| EngineError::io(format!("cannot read learned context {}", path.display()), e))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            EngineError::io(format!("cannot read learned context {}", path.display()), e)
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| {
             EngineError::new(
                 EngineErrorKind::Io,
@@ -150,16 +159,29 @@ impl LearnedContext {
     /// Write atomically: a temporary file in the same directory, then a rename, so a reader
     /// never sees half a file and an interrupted write leaves the old one intact.
     pub fn save(&self, path: &Path) -> Result<(), EngineError> {
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| EngineError::new(EngineErrorKind::Io, format!("cannot encode learned context: {e}")))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(self).map_err(|e| {
+            EngineError::new(
+                EngineErrorKind::Io,
+                format!("cannot encode learned context: {e}"),
+            )
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         std::fs::write(&tmp, json)
             .map_err(|e| EngineError::io(format!("cannot write {}", tmp.display()), e))?;
         std::fs::rename(&tmp, path).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            EngineError::io(format!("cannot move learned context into {}", path.display()), e)
+            EngineError::io(
+                format!("cannot move learned context into {}", path.display()),
+                e,
+            )
         })
     }
 }

@@ -30,19 +30,21 @@ mod rethink;
 mod route;
 mod solve;
 
-pub use aided::{merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM, PREDICT_SYSTEM, TRANSLATE_SYSTEM};
-pub use choice::{ProgramChoice, ProgramSettings};
+pub use aided::{
+    merge_documents, AidedConfig, AidedProgram, AIDED_SYSTEM, PREDICT_SYSTEM, TRANSLATE_SYSTEM,
+};
 pub use answer::{Answer, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Verbosity};
+pub use choice::{ProgramChoice, ProgramSettings};
 pub use context::{Context, ContextHash};
 pub use document::{AnticipatedQuestion, LearnedDocument, OpenQuestion, Quantity};
-pub use open::{definitions, open_recall, OPEN_PREDICT_PREFIX, OPEN_PREDICT_SYSTEM};
 pub use error::{EngineError, EngineErrorKind};
 pub use learn::{learn, Combine, LearnConfig};
 pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
+pub use open::{definitions, open_recall, OPEN_PREDICT_PREFIX, OPEN_PREDICT_SYSTEM};
 pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
 pub use rethink::{RethinkConfig, RethinkProgram};
 pub use route::{route, Route, RouteConfig};
 pub use solve::{
-    answer_with_document, answer_with_program, solve_with_program, ProgramAnswer, ProgramStyle, BIND_SYSTEM, FORMULA_SYSTEM,
-    SOLVE_SYSTEM,
+    answer_with_document, answer_with_program, solve_with_program, ProgramAnswer, ProgramStyle,
+    BIND_SYSTEM, FORMULA_SYSTEM, SOLVE_SYSTEM,
 };

@@ -29,7 +29,11 @@ pub const OPEN_PREDICT_PREFIX: &str = "If";
 /// A question with its numbers removed, to tell apart questions that differ only in them
 /// ("a 30-minute call", "a 40-minute call"): one open question serves them all.
 pub(crate) fn form_of(question: &str) -> String {
-    question.chars().filter(|c| !c.is_ascii_digit()).collect::<String>().to_lowercase()
+    question
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// One question's lines as the model wrote them, before checking.
@@ -46,7 +50,11 @@ pub(crate) fn new_numbers(question: &str, context: &str) -> Vec<String> {
     let stated = crate::parse::numbers(context);
     number_spans(question)
         .into_iter()
-        .filter(|n| n.replace(',', "").parse::<f64>().is_ok_and(|v| !stated.iter().any(|s| crate::parse::numbers_match(*s, v))))
+        .filter(|n| {
+            n.replace(',', "")
+                .parse::<f64>()
+                .is_ok_and(|v| !stated.iter().any(|s| crate::parse::numbers_match(*s, v)))
+        })
         .collect()
 }
 
@@ -56,13 +64,17 @@ fn number_spans(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < chars.len() {
-        if !chars[i].is_ascii_digit() || (i > 0 && (chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_')) {
+        if !chars[i].is_ascii_digit()
+            || (i > 0 && (chars[i - 1].is_ascii_alphanumeric() || chars[i - 1] == '_'))
+        {
             i += 1;
             continue;
         }
         let mut j = i;
         while j < chars.len()
-            && (chars[j].is_ascii_digit() || (matches!(chars[j], '.' | ',') && chars.get(j + 1).is_some_and(char::is_ascii_digit)))
+            && (chars[j].is_ascii_digit()
+                || (matches!(chars[j], '.' | ',')
+                    && chars.get(j + 1).is_some_and(char::is_ascii_digit)))
         {
             j += 1;
         }
@@ -80,9 +92,14 @@ fn placeholders(question: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = question;
     while let Some(start) = rest.find('{') {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         let name = rest[start + 1..start + len].trim();
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !out.iter().any(|o| o == name) {
+        if !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !out.iter().any(|o| o == name)
+        {
             out.push(name.to_owned());
         }
         rest = &rest[start + len + 1..];
@@ -120,7 +137,11 @@ pub fn definitions(doc: &LearnedDocument) -> Vec<(String, String)> {
         .quantities
         .iter()
         .map(|q| {
-            let expr = if q.expression.trim().is_empty() { &q.value } else { &q.expression };
+            let expr = if q.expression.trim().is_empty() {
+                &q.value
+            } else {
+                &q.expression
+            };
             (q.name.clone(), format!("{} = {expr}", q.name))
         })
         .collect();
@@ -131,7 +152,11 @@ pub fn definitions(doc: &LearnedDocument) -> Vec<(String, String)> {
         if out.iter().any(|(n, _)| n == name) {
             continue;
         }
-        let line = if failed.contains(name.as_str()) { format!("{name} = {}", q.value) } else { line.clone() };
+        let line = if failed.contains(name.as_str()) {
+            format!("{name} = {}", q.value)
+        } else {
+            line.clone()
+        };
         out.push((name.clone(), line));
     }
     for open in &doc.open_questions {
@@ -145,7 +170,11 @@ pub fn definitions(doc: &LearnedDocument) -> Vec<(String, String)> {
 }
 
 fn join(lines: &[(String, String)]) -> String {
-    lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+    lines
+        .iter()
+        .map(|(_, l)| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Why a block was not kept.
@@ -169,7 +198,11 @@ pub(crate) enum Checked {
 /// A value other than `example`, to see whether the answer depends on an input.
 fn probe(example: f64) -> String {
     let p = 2.0 * example + 3.0;
-    if p.fract() == 0.0 { format!("{p:.0}") } else { format!("{p}") }
+    if p.fract() == 0.0 {
+        format!("{p:.0}")
+    } else {
+        format!("{p}")
+    }
 }
 
 /// Check one block against `base` (the document's definitions plus blocks already kept),
@@ -220,7 +253,10 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
             inputs.push(name.clone());
         }
     }
-    if let Some(missing) = inputs.iter().find(|i| !lines.iter().any(|(n, _, _)| n == *i)) {
+    if let Some(missing) = inputs
+        .iter()
+        .find(|i| !lines.iter().any(|(n, _, _)| n == *i))
+    {
         return Err(Rejected::UndefinedInput(missing.clone()));
     }
     let answer_name = lines
@@ -233,14 +269,21 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
     let run = |overrides: &[(&str, String)]| -> Evaluation {
         let mut text = join(base);
         for (name, expr, _) in &lines {
-            let expr = overrides.iter().find(|(n, _)| n == name).map_or(expr.as_str(), |(_, v)| v.as_str());
+            let expr = overrides
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(expr.as_str(), |(_, v)| v.as_str());
             text.push_str(&format!("\n{name} = {expr}"));
         }
         evaluate(&parse_program(&text))
     };
     let eval = run(&[]);
     let Some(answer) = eval.get(&answer_name).copied() else {
-        let why = eval.errors.iter().find(|e| e.name == answer_name).map_or_else(|| "no answer line".to_owned(), |e| e.error.to_string());
+        let why = eval
+            .errors
+            .iter()
+            .find(|e| e.name == answer_name)
+            .map_or_else(|| "no answer line".to_owned(), |e| e.error.to_string());
         return Err(Rejected::NoAnswer(why));
     };
     let quantity = |name: &str, expr: &str, comment: &str, eval: &Evaluation| {
@@ -257,7 +300,9 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
     let effective: Vec<String> = inputs
         .iter()
         .filter(|input| {
-            let Some(example) = eval.get(input) else { return false };
+            let Some(example) = eval.get(input) else {
+                return false;
+            };
             let probed = run(&[(input.as_str(), probe(example.to_f64()))]);
             probed.get(&answer_name).is_some_and(|v| *v != answer)
         })
@@ -269,8 +314,13 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
             question = question.replace(&format!("{{{input}}}"), &v.to_string());
         }
     }
-    let (_, expr, comment) = lines.iter().find(|(n, _, _)| *n == answer_name).cloned().unwrap_or_default();
-    let answer = quantity(&answer_name, &expr, &comment, &eval).ok_or_else(|| Rejected::NoAnswer("no answer".into()))?;
+    let (_, expr, comment) = lines
+        .iter()
+        .find(|(n, _, _)| *n == answer_name)
+        .cloned()
+        .unwrap_or_default();
+    let answer = quantity(&answer_name, &expr, &comment, &eval)
+        .ok_or_else(|| Rejected::NoAnswer("no answer".into()))?;
     if effective.is_empty() {
         // Nothing open after all: the question with its example numbers, answered.
         return Ok(Checked::Fixed { question, answer });
@@ -288,7 +338,11 @@ fn check(block: &Block, base: &[(String, String)]) -> Result<Checked, Rejected> 
         .filter(|(n, _, _)| effective.contains(n))
         .filter_map(|(n, e, c)| quantity(n, e, c, &eval))
         .collect();
-    Ok(Checked::Open(OpenQuestion { question, inputs, steps }))
+    Ok(Checked::Open(OpenQuestion {
+        question,
+        inputs,
+        steps,
+    }))
 }
 
 /// The block's names `answer` depends on, directly or through other block lines.
@@ -301,7 +355,12 @@ fn needed_names(lines: &[(String, String, String)], answer: &str) -> HashSet<Str
         }
         if let Some((_, expr, _)) = lines.iter().find(|(n, _, _)| *n == name) {
             if let Ok(e) = sleeptime_calc::Expr::parse(expr) {
-                stack.extend(e.names().iter().filter(|n| lines.iter().any(|(l, _, _)| l == *n)).cloned());
+                stack.extend(
+                    e.names()
+                        .iter()
+                        .filter(|n| lines.iter().any(|(l, _, _)| l == *n))
+                        .cloned(),
+                );
             }
         }
     }
@@ -329,9 +388,15 @@ pub(crate) fn open_question(
     for st in &parsed.statements {
         let comment = comment_of(raw.get(st.line - 1).copied().unwrap_or_default());
         let expr = rename_ident(st.expr_text.trim(), "answer", answer_name);
-        let name = if st.name == "answer" { answer_name.to_owned() } else { st.name.clone() };
+        let name = if st.name == "answer" {
+            answer_name.to_owned()
+        } else {
+            st.name.clone()
+        };
         let literal = expr.trim_start_matches(['$', '€', '£']).replace(',', "");
-        let input = new.iter().find(|n| !placed.contains(*n) && n.replace(',', "") == literal);
+        let input = new
+            .iter()
+            .find(|n| !placed.contains(*n) && n.replace(',', "") == literal);
         match input {
             Some(number) => {
                 placed.insert(number.clone());
@@ -353,7 +418,9 @@ fn replace_number(text: &str, number: &str, with: &str) -> String {
         let mut after = text[at + number.len()..].chars();
         let (a1, a2) = (after.next(), after.next());
         let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
-        let joins_before = digit(before) || (matches!(before, Some('.' | ',')) && digit(text[..at.saturating_sub(1)].chars().next_back()));
+        let joins_before = digit(before)
+            || (matches!(before, Some('.' | ','))
+                && digit(text[..at.saturating_sub(1)].chars().next_back()));
         let joins_after = digit(a1) || (matches!(a1, Some('.' | ',')) && digit(a2));
         if !joins_before && !joins_after {
             return format!("{}{with}{}", &text[..at], &text[at + number.len()..]);
@@ -370,15 +437,24 @@ pub fn open_recall(doc: &LearnedDocument, question: &str, gold: f64) -> bool {
     let numbers = number_spans(question);
     let defs = definitions(doc);
     doc.open_questions.iter().any(|open| {
-        let Some(answer) = open.answer() else { return false };
+        let Some(answer) = open.answer() else {
+            return false;
+        };
         open.inputs.iter().any(|input| {
             numbers.iter().any(|number| {
                 let bound: Vec<String> = defs
                     .iter()
-                    .map(|(name, line)| if *name == input.name { format!("{name} = {}", number.replace(',', "")) } else { line.clone() })
+                    .map(|(name, line)| {
+                        if *name == input.name {
+                            format!("{name} = {}", number.replace(',', ""))
+                        } else {
+                            line.clone()
+                        }
+                    })
                     .collect();
                 let eval = evaluate(&parse_program(&bound.join("\n")));
-                eval.get(&answer.name).is_some_and(|v| crate::parse::numbers_match(v.to_f64(), gold))
+                eval.get(&answer.name)
+                    .is_some_and(|v| crate::parse::numbers_match(v.to_f64(), gold))
             })
         })
     })
@@ -394,7 +470,11 @@ mod tests {
             .values
             .iter()
             .map(|v| {
-                let st = program.statements.iter().find(|s| s.name == v.name).expect("statement");
+                let st = program
+                    .statements
+                    .iter()
+                    .find(|s| s.name == v.name)
+                    .expect("statement");
                 Quantity {
                     name: v.name.clone(),
                     description: String::new(),
@@ -405,93 +485,207 @@ mod tests {
                 }
             })
             .collect();
-        LearnedDocument { quantities, ..LearnedDocument::default() }
+        LearnedDocument {
+            quantities,
+            ..LearnedDocument::default()
+        }
     }
 
-    const FEED: &str = "He buys six 6-kilogram boxes of oats and nineteen 16-kilogram sacks of hay.";
+    const FEED: &str =
+        "He buys six 6-kilogram boxes of oats and nineteen 16-kilogram sacks of hay.";
 
     #[test]
     fn the_question_s_new_number_becomes_an_input_the_answer_depends_on() {
         let d = doc("oats_kg = 6 * 6\nhay_kg = 19 * 16\ntotal_feed_kg = oats_kg + hay_kg");
         let translation = "truck_kg = 100  # what the truck carries\nfeed = 6 * 6 + 19 * 16  # all feed\nanswer = ceil(feed / truck_kg)";
         let question = "If the truck carries 100 kg at a time, how many trips are needed?";
-        let Ok(Checked::Open(open)) = open_question(&d, question, translation, FEED, "answer_trips") else { panic!("open") };
-        assert_eq!(open.question, "If the truck carries {truck_kg} kg at a time, how many trips are needed?");
-        assert_eq!(open.inputs.iter().map(|i| (i.name.as_str(), i.value.as_str())).collect::<Vec<_>>(), [("truck_kg", "100")]);
-        assert_eq!(open.steps.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(), ["feed", "answer_trips"]);
-        assert_eq!(open.answer().map(|a| a.value.as_str()), Some("4"), "ceil(340 / 100)");
+        let Ok(Checked::Open(open)) =
+            open_question(&d, question, translation, FEED, "answer_trips")
+        else {
+            panic!("open")
+        };
+        assert_eq!(
+            open.question,
+            "If the truck carries {truck_kg} kg at a time, how many trips are needed?"
+        );
+        assert_eq!(
+            open.inputs
+                .iter()
+                .map(|i| (i.name.as_str(), i.value.as_str()))
+                .collect::<Vec<_>>(),
+            [("truck_kg", "100")]
+        );
+        assert_eq!(
+            open.steps
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>(),
+            ["feed", "answer_trips"]
+        );
+        assert_eq!(
+            open.answer().map(|a| a.value.as_str()),
+            Some("4"),
+            "ceil(340 / 100)"
+        );
     }
 
     #[test]
     fn a_question_with_nothing_open_is_answered_and_a_failing_one_rejected() {
         let d = doc("oats_kg = 6 * 6");
         // 6 is stated in the context: not a new number, so nothing is open.
-        let fixed = open_question(&d, "How many kilograms of oats in 6 boxes?", "answer = 6 * 6", FEED, "answer_oats");
-        let Ok(Checked::Fixed { answer, .. }) = fixed else { panic!("fixed: {fixed:?}") };
-        assert_eq!((answer.name.as_str(), answer.value.as_str()), ("answer_oats", "36"));
+        let fixed = open_question(
+            &d,
+            "How many kilograms of oats in 6 boxes?",
+            "answer = 6 * 6",
+            FEED,
+            "answer_oats",
+        );
+        let Ok(Checked::Fixed { answer, .. }) = fixed else {
+            panic!("fixed: {fixed:?}")
+        };
+        assert_eq!(
+            (answer.name.as_str(), answer.value.as_str()),
+            ("answer_oats", "36")
+        );
         // An input that does not change the answer is not an input.
-        let ignored = open_question(&d, "If 3 pigs eat, how much oats?", "pigs = 3\nanswer = oats_kg", FEED, "answer_x");
+        let ignored = open_question(
+            &d,
+            "If 3 pigs eat, how much oats?",
+            "pigs = 3\nanswer = oats_kg",
+            FEED,
+            "answer_x",
+        );
         assert!(matches!(ignored, Ok(Checked::Fixed { .. })), "{ignored:?}");
-        let failing = open_question(&d, "If 0 boxes are shared, how much each?", "boxes = 0\nanswer = oats_kg / boxes", FEED, "answer_y");
+        let failing = open_question(
+            &d,
+            "If 0 boxes are shared, how much each?",
+            "boxes = 0\nanswer = oats_kg / boxes",
+            FEED,
+            "answer_y",
+        );
         assert!(matches!(failing, Err(Rejected::NoAnswer(_))), "{failing:?}");
     }
 
     #[test]
     fn an_input_the_answer_ignores_stays_a_fixed_step() {
         let d = doc("kg_per_bag = 10");
-        let translation = "pigs = 3  # pigs\nbags = 5  # bags\nanswer = bags * kg_per_bag + pigs * 0";
-        let Ok(Checked::Open(open)) = open_question(&d, "If 3 pigs eat 5 bags, how many kg?", translation, "10 kg a bag", "answer_kg") else {
+        let translation =
+            "pigs = 3  # pigs\nbags = 5  # bags\nanswer = bags * kg_per_bag + pigs * 0";
+        let Ok(Checked::Open(open)) = open_question(
+            &d,
+            "If 3 pigs eat 5 bags, how many kg?",
+            translation,
+            "10 kg a bag",
+            "answer_kg",
+        ) else {
             panic!("open")
         };
         assert_eq!(open.question, "If 3 pigs eat {bags} bags, how many kg?");
-        assert_eq!(open.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["bags"]);
+        assert_eq!(
+            open.inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["bags"]
+        );
         let mut d = d;
         d.open_questions.push(open);
-        assert!(open_recall(&d, "If 4 pigs eat 7 bags, how many kg?", 70.0), "pigs stays defined, so binding bags evaluates");
+        assert!(
+            open_recall(&d, "If 4 pigs eat 7 bags, how many kg?", 70.0),
+            "pigs stays defined, so binding bags evaluates"
+        );
     }
 
     #[test]
     fn names_the_document_already_defines_are_renamed_inside_the_block() {
         let d = doc("price = 2\ncost = price * 3");
-        let Ok(Checked::Open(open)) = open_question(&d, "What do 4 items cost?", "n = 4\ncost = price * n\nanswer = cost", "", "answer_cost")
-        else {
+        let Ok(Checked::Open(open)) = open_question(
+            &d,
+            "What do 4 items cost?",
+            "n = 4\ncost = price * n\nanswer = cost",
+            "",
+            "answer_cost",
+        ) else {
             panic!("open")
         };
         assert_eq!(open.question, "What do {n} items cost?");
-        assert_eq!(open.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["cost_2", "answer_cost"]);
+        assert_eq!(
+            open.steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["cost_2", "answer_cost"]
+        );
         assert_eq!(open.steps[1].expression, "cost_2");
         assert_eq!(open.answer().map(|a| a.value.as_str()), Some("8"));
         let mut d = d;
         d.open_questions.push(open);
         let defs = definitions(&d);
-        assert!(defs.iter().any(|(n, l)| n == "cost" && l == "cost = price * 3"), "the document's own cost is untouched");
-        assert!(defs.iter().any(|(n, l)| n == "cost_2" && l == "cost_2 = price * n"));
+        assert!(
+            defs.iter()
+                .any(|(n, l)| n == "cost" && l == "cost = price * 3"),
+            "the document's own cost is untouched"
+        );
+        assert!(defs
+            .iter()
+            .any(|(n, l)| n == "cost_2" && l == "cost_2 = price * n"));
     }
 
     #[test]
     fn open_recall_binds_the_question_s_numbers() {
         let mut d = doc("rate = 479 / 38");
-        let Ok(Checked::Open(open)) = open_question(&d, "If the city is 150 miles long, how long?", "miles = 150\nanswer = rate * miles", "479 and 38", "answer_time")
-        else {
+        let Ok(Checked::Open(open)) = open_question(
+            &d,
+            "If the city is 150 miles long, how long?",
+            "miles = 150\nanswer = rate * miles",
+            "479 and 38",
+            "answer_time",
+        ) else {
             panic!("open")
         };
         d.open_questions.push(open);
-        assert!(open_recall(&d, "If the city is 76 miles across, how many minutes?", 958.0));
-        assert!(!open_recall(&d, "If the city is 76 miles across, how many minutes?", 479.0));
-        assert!(!open_recall(&d, "How many minutes for the whole city?", 958.0), "no number to bind");
+        assert!(open_recall(
+            &d,
+            "If the city is 76 miles across, how many minutes?",
+            958.0
+        ));
+        assert!(!open_recall(
+            &d,
+            "If the city is 76 miles across, how many minutes?",
+            479.0
+        ));
+        assert!(
+            !open_recall(&d, "How many minutes for the whole city?", 958.0),
+            "no number to bind"
+        );
     }
 
     #[test]
     fn new_numbers_are_found_whole_and_replaced_whole() {
-        assert_eq!(new_numbers("If 200 kg and 1,500 g and 6 boxes and 0.25 each?", "six boxes, 6 kg"), ["200", "1,500", "0.25"]);
-        assert_eq!(replace_number("20 of 200 and 120", "20", "{x}"), "{x} of 200 and 120");
+        assert_eq!(
+            new_numbers(
+                "If 200 kg and 1,500 g and 6 boxes and 0.25 each?",
+                "six boxes, 6 kg"
+            ),
+            ["200", "1,500", "0.25"]
+        );
+        assert_eq!(
+            replace_number("20 of 200 and 120", "20", "{x}"),
+            "{x} of 200 and 120"
+        );
         assert_eq!(replace_number("200 or 20.", "20", "{x}"), "200 or {x}.");
         assert_eq!(replace_number("2.5 and 5", "5", "{x}"), "2.5 and {x}");
     }
 
     #[test]
     fn identifiers_are_renamed_as_whole_words() {
-        assert_eq!(rename_ident("cost + cost_2 * costs + (cost)", "cost", "c9"), "c9 + cost_2 * costs + (c9)");
-        assert_eq!(placeholders("If {a} and { b } and {a}, {bad name}?"), ["a", "b"]);
+        assert_eq!(
+            rename_ident("cost + cost_2 * costs + (cost)", "cost", "c9"),
+            "c9 + cost_2 * costs + (c9)"
+        );
+        assert_eq!(
+            placeholders("If {a} and { b } and {a}, {bad name}?"),
+            ["a", "b"]
+        );
     }
 }

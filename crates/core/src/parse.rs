@@ -77,14 +77,20 @@ fn last_number(text: &str) -> Option<f64> {
 
 /// `\frac{a}{b}` and `\dfrac{a}{b}` become `a/b`.
 fn normalise_fracs(text: &str) -> String {
-    let mut s = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac");
+    let mut s = text
+        .replace("\\dfrac", "\\frac")
+        .replace("\\tfrac", "\\frac");
     while let Some(i) = s.find("\\frac{") {
         let rest = &s[i + 6..];
         let Some(a_end) = rest.find('}') else { break };
         let a = rest[..a_end].to_owned();
         let after = &rest[a_end + 1..];
-        let Some(b_start) = after.strip_prefix('{') else { break };
-        let Some(b_end) = b_start.find('}') else { break };
+        let Some(b_start) = after.strip_prefix('{') else {
+            break;
+        };
+        let Some(b_end) = b_start.find('}') else {
+            break;
+        };
         let b = b_start[..b_end].to_owned();
         let consumed = 6 + a_end + 1 + 1 + b_end + 1;
         s.replace_range(i..i + consumed, &format!("{a}/{b}"));
@@ -121,12 +127,19 @@ fn number_at(chars: &[char], i: usize) -> Option<(f64, usize)> {
         if c.is_ascii_digit() {
             digits.push(c);
             j += 1;
-        } else if c == ',' && j + 3 < chars.len() + 1 && chars.get(j + 1..j + 4).is_some_and(|d| d.iter().all(char::is_ascii_digit))
+        } else if c == ','
+            && j + 3 < chars.len() + 1
+            && chars
+                .get(j + 1..j + 4)
+                .is_some_and(|d| d.iter().all(char::is_ascii_digit))
             && !chars.get(j + 4).is_some_and(char::is_ascii_digit)
         {
             // Thousands separator: exactly three digits follow.
             j += 1;
-        } else if c == '.' && chars.get(j + 1).is_some_and(char::is_ascii_digit) && !digits.contains('.') {
+        } else if c == '.'
+            && chars.get(j + 1).is_some_and(char::is_ascii_digit)
+            && !digits.contains('.')
+        {
             digits.push('.');
             j += 1;
         } else {
@@ -138,7 +151,10 @@ fn number_at(chars: &[char], i: usize) -> Option<(f64, usize)> {
     if j + 1 < chars.len() && chars[j] == '/' && chars[j + 1].is_ascii_digit() {
         let mut k = j + 1;
         let mut den = String::new();
-        while k < chars.len() && (chars[k].is_ascii_digit() || (chars[k] == '.' && chars.get(k + 1).is_some_and(char::is_ascii_digit))) {
+        while k < chars.len()
+            && (chars[k].is_ascii_digit()
+                || (chars[k] == '.' && chars.get(k + 1).is_some_and(char::is_ascii_digit)))
+        {
             den.push(chars[k]);
             k += 1;
         }
@@ -161,13 +177,19 @@ mod tests {
 
     #[test]
     fn the_answer_is_wins_over_later_numbers() {
-        assert_eq!(final_number("The answer is 42. (Checked in 2 steps.)"), Some(42.0));
+        assert_eq!(
+            final_number("The answer is 42. (Checked in 2 steps.)"),
+            Some(42.0)
+        );
         assert_eq!(final_number("Answer: $1,234.50"), Some(1234.5));
     }
 
     #[test]
     fn boxed_first() {
-        assert_eq!(final_number("so x = 3 and \\boxed{\\frac{3}{4}} and 9"), Some(0.75));
+        assert_eq!(
+            final_number("so x = 3 and \\boxed{\\frac{3}{4}} and 9"),
+            Some(0.75)
+        );
         assert_eq!(final_number("\\boxed{0}"), Some(0.0));
         assert_eq!(final_number("\\boxed{{12}}"), Some(12.0));
     }

@@ -16,7 +16,11 @@ pub struct SleepBudget {
 
 impl Default for SleepBudget {
     fn default() -> Self {
-        Self { max_tokens_per_step: 768, temperature: 0.0, seed: None }
+        Self {
+            max_tokens_per_step: 768,
+            temperature: 0.0,
+            seed: None,
+        }
     }
 }
 
@@ -26,7 +30,12 @@ pub enum SleepEvent {
     /// A model call is starting (`step` counts from 1).
     StepStarted { draft: usize, step: u32 },
     /// A model call finished with this many completion tokens.
-    StepFinished { draft: usize, step: u32, completion_tokens: u64, action: &'static str },
+    StepFinished {
+        draft: usize,
+        step: u32,
+        completion_tokens: u64,
+        action: &'static str,
+    },
     /// A draft is complete.
     DraftFinished { draft: usize },
 }

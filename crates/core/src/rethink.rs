@@ -9,7 +9,10 @@ use sleeptime_model::{
 };
 
 use crate::prompts;
-use crate::{Context, Draft, EngineError, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress, SleepStats};
+use crate::{
+    Context, Draft, EngineError, ProgramRef, SleepBudget, SleepEvent, SleepProgram, SleepProgress,
+    SleepStats,
+};
 
 /// Settings of [`RethinkProgram`].
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +27,11 @@ pub struct RethinkConfig {
 
 impl Default for RethinkConfig {
     fn default() -> Self {
-        Self { max_rethinks: 10, max_memory_chars: 5_000, protocol: None }
+        Self {
+            max_rethinks: 10,
+            max_memory_chars: 5_000,
+            protocol: None,
+        }
     }
 }
 
@@ -38,7 +45,10 @@ pub struct RethinkProgram {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Overwrite the block; `finish` when the same reply also signalled the end.
-    Rethink { memory: String, finish: bool },
+    Rethink {
+        memory: String,
+        finish: bool,
+    },
     Finish,
     /// Neither form: the text that came back.
     Malformed,
@@ -72,10 +82,13 @@ const CLOSE: &str = "</rethink_memory>";
 /// cut it off), tags in other case, the call written out as text, stray prose around tags.
 pub(crate) fn parse_tagged(text: &str) -> Action {
     let lower = text.to_ascii_lowercase();
-    let finish = lower.contains("<finish_rethinking_memory") || lower.contains("finish_rethinking_memory()");
+    let finish =
+        lower.contains("<finish_rethinking_memory") || lower.contains("finish_rethinking_memory()");
     if let Some(start) = lower.find(OPEN) {
         let body_start = start + OPEN.len();
-        let body_end = lower[body_start..].find(CLOSE).map_or(text.len(), |i| body_start + i);
+        let body_end = lower[body_start..]
+            .find(CLOSE)
+            .map_or(text.len(), |i| body_start + i);
         let memory = text[body_start..body_end].trim().to_owned();
         if !memory.is_empty() {
             return Action::Rethink { memory, finish };
@@ -105,7 +118,12 @@ fn parse_call_as_text(text: &str) -> Option<String> {
     }
     let i = text.find("rethink_memory(")?;
     let rest = &text[i + "rethink_memory(".len()..];
-    let rest = rest.trim_start().strip_prefix("new_memory").map_or(rest, |r| r.trim_start().trim_start_matches('=').trim_start());
+    let rest = rest
+        .trim_start()
+        .strip_prefix("new_memory")
+        .map_or(rest, |r| {
+            r.trim_start().trim_start_matches('=').trim_start()
+        });
     let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
     let body = rest[1..].trim_start_matches(['"', '\'']);
     let end = body.rfind(quote).unwrap_or(body.len());
@@ -132,8 +150,14 @@ pub(crate) fn parse_tools(completion: &Completion) -> Action {
     for call in &completion.tool_calls {
         match call.name.as_str() {
             "rethink_memory" => {
-                let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap_or_default();
-                if let Some(m) = args.get("new_memory").and_then(|v| v.as_str()).map(str::trim).filter(|s| !s.is_empty()) {
+                let args: serde_json::Value =
+                    serde_json::from_str(&call.arguments).unwrap_or_default();
+                if let Some(m) = args
+                    .get("new_memory")
+                    .and_then(|v| v.as_str())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
                     memory = Some(m.to_owned());
                 }
             }
@@ -172,7 +196,10 @@ impl SleepProgram for RethinkProgram {
         ProgramRef {
             name: "rethink".into(),
             version: 2,
-            params: format!("max_rethinks={},max_chars={}", self.config.max_rethinks, self.config.max_memory_chars),
+            params: format!(
+                "max_rethinks={},max_chars={}",
+                self.config.max_rethinks, self.config.max_memory_chars
+            ),
         }
     }
 
@@ -187,7 +214,11 @@ impl SleepProgram for RethinkProgram {
         let started = Instant::now();
         let protocol = self.config.protocol.unwrap_or(model.info().protocol);
         let tagged = protocol == TextProtocol::Tagged;
-        let protocol_text = if tagged { prompts::SLEEP_TAGGED_PROTOCOL } else { prompts::SLEEP_TOOLS_PROTOCOL };
+        let protocol_text = if tagged {
+            prompts::SLEEP_TAGGED_PROTOCOL
+        } else {
+            prompts::SLEEP_TOOLS_PROTOCOL
+        };
         let mut messages = vec![
             Message::system(format!("{}\n\n{protocol_text}", prompts::SLEEP_SYSTEM)),
             Message::user(format!("{} {}", prompts::SLEEP_TRIGGER, context.text())),
@@ -197,11 +228,20 @@ impl SleepProgram for RethinkProgram {
         let mut malformed_in_a_row = 0;
         // Each rewrite is a step; a malformed reply also costs a step, so the loop is bounded
         // by twice the rewrite limit however the model behaves.
-        while stats.rewrites < self.config.max_rethinks && stats.steps < 2 * self.config.max_rethinks {
+        while stats.rewrites < self.config.max_rethinks
+            && stats.steps < 2 * self.config.max_rethinks
+        {
             stats.steps += 1;
-            progress.event(SleepEvent::StepStarted { draft: draft_index, step: stats.steps });
+            progress.event(SleepEvent::StepStarted {
+                draft: draft_index,
+                step: stats.steps,
+            });
             let mut request = ChatRequest::new(messages.clone(), budget.max_tokens_per_step)
-                .with_sampling(budget.temperature, 1.0, budget.seed.map(|s| s + u64::from(stats.steps)));
+                .with_sampling(
+                    budget.temperature,
+                    1.0,
+                    budget.seed.map(|s| s + u64::from(stats.steps)),
+                );
             if !tagged {
                 request.tools = Self::tools();
             } else {
@@ -209,12 +249,22 @@ impl SleepProgram for RethinkProgram {
             }
             let completion = model.complete(&request).await?;
             stats.usage += completion.usage;
-            let mut action = if tagged { parse_tagged(&completion.text) } else { parse_tools(&completion) };
+            let mut action = if tagged {
+                parse_tagged(&completion.text)
+            } else {
+                parse_tools(&completion)
+            };
             if let Action::Malformed = action {
                 // A model that ignores the tags on its first turn usually still wrote notes:
                 // keep them rather than learn nothing.
-                if memory.is_empty() && !completion.text.trim().is_empty() && completion.finish_reason != FinishReason::ToolCalls {
-                    action = Action::Rethink { memory: completion.text.trim().to_owned(), finish: false };
+                if memory.is_empty()
+                    && !completion.text.trim().is_empty()
+                    && completion.finish_reason != FinishReason::ToolCalls
+                {
+                    action = Action::Rethink {
+                        memory: completion.text.trim().to_owned(),
+                        finish: false,
+                    };
                     stats.malformed_replies += 1;
                 }
             }
@@ -232,7 +282,10 @@ impl SleepProgram for RethinkProgram {
             // Echo the reply back in the form the protocol expects, so the next turn sees a
             // well-formed history even when the model slipped.
             match action {
-                Action::Rethink { memory: new, finish } => {
+                Action::Rethink {
+                    memory: new,
+                    finish,
+                } => {
                     malformed_in_a_row = 0;
                     memory = tidy_memory(&new, self.config.max_memory_chars);
                     stats.rewrites += 1;
@@ -240,7 +293,8 @@ impl SleepProgram for RethinkProgram {
                         stats.finished = true;
                         break;
                     }
-                    let note = prompts::sleep_continue(stats.rewrites, self.config.max_rethinks, tagged);
+                    let note =
+                        prompts::sleep_continue(stats.rewrites, self.config.max_rethinks, tagged);
                     // Each write replaces the whole block, so earlier versions (and slips
                     // before this write) carry nothing the next turn needs; keeping them
                     // would grow the prompt by a block per rewrite and overflow a small window.
@@ -249,7 +303,10 @@ impl SleepProgram for RethinkProgram {
                         messages.push(Message::assistant(format!("{OPEN}\n{memory}\n{CLOSE}")));
                         messages.push(Message::user(note));
                     } else {
-                        let call_id = completion.tool_calls.first().map_or_else(|| format!("call_{}", stats.steps), |c| c.id.clone());
+                        let call_id = completion
+                            .tool_calls
+                            .first()
+                            .map_or_else(|| format!("call_{}", stats.steps), |c| c.id.clone());
                         let mut reply = Message::assistant(String::new());
                         reply.tool_calls = vec![sleeptime_model::ToolCall {
                             id: call_id.clone(),
@@ -277,7 +334,12 @@ impl SleepProgram for RethinkProgram {
         }
         stats.seconds = started.elapsed().as_secs_f64();
         progress.event(SleepEvent::DraftFinished { draft: draft_index });
-        Ok(Draft { text: memory, seed: budget.seed, stats, document: None })
+        Ok(Draft {
+            text: memory,
+            seed: budget.seed,
+            stats,
+            document: None,
+        })
     }
 }
 
@@ -288,26 +350,53 @@ mod tests {
     #[test]
     fn tagged_reply_with_body() {
         let a = parse_tagged("Sure.\n<rethink_memory>\nx = 12 * 3 = 36\n</rethink_memory>");
-        assert_eq!(a, Action::Rethink { memory: "x = 12 * 3 = 36".into(), finish: false });
+        assert_eq!(
+            a,
+            Action::Rethink {
+                memory: "x = 12 * 3 = 36".into(),
+                finish: false
+            }
+        );
     }
 
     #[test]
     fn tagged_reply_cut_off_keeps_body() {
         let a = parse_tagged("<RETHINK_MEMORY>total = 5\nmore");
-        assert_eq!(a, Action::Rethink { memory: "total = 5\nmore".into(), finish: false });
+        assert_eq!(
+            a,
+            Action::Rethink {
+                memory: "total = 5\nmore".into(),
+                finish: false
+            }
+        );
     }
 
     #[test]
     fn finish_and_rethink_in_one_reply() {
         let a = parse_tagged("<rethink_memory>a</rethink_memory>\n<finish_rethinking_memory/>");
-        assert_eq!(a, Action::Rethink { memory: "a".into(), finish: true });
-        assert_eq!(parse_tagged("  <finish_rethinking_memory/> "), Action::Finish);
-        assert_eq!(parse_tagged("I'll call finish_rethinking_memory() now"), Action::Finish);
+        assert_eq!(
+            a,
+            Action::Rethink {
+                memory: "a".into(),
+                finish: true
+            }
+        );
+        assert_eq!(
+            parse_tagged("  <finish_rethinking_memory/> "),
+            Action::Finish
+        );
+        assert_eq!(
+            parse_tagged("I'll call finish_rethinking_memory() now"),
+            Action::Finish
+        );
     }
 
     #[test]
     fn empty_body_is_not_a_rewrite() {
-        assert_eq!(parse_tagged("<rethink_memory>  </rethink_memory>"), Action::Malformed);
+        assert_eq!(
+            parse_tagged("<rethink_memory>  </rethink_memory>"),
+            Action::Malformed
+        );
         assert_eq!(parse_tagged("just some prose"), Action::Malformed);
     }
 
@@ -315,11 +404,17 @@ mod tests {
     fn calls_written_as_text() {
         assert_eq!(
             parse_tagged(r#"rethink_memory(new_memory="q = 4")"#),
-            Action::Rethink { memory: "q = 4".into(), finish: false }
+            Action::Rethink {
+                memory: "q = 4".into(),
+                finish: false
+            }
         );
         assert_eq!(
             parse_tagged(r#"{"name": "rethink_memory", "arguments": {"new_memory": "k = 2"}}"#),
-            Action::Rethink { memory: "k = 2".into(), finish: false }
+            Action::Rethink {
+                memory: "k = 2".into(),
+                finish: false
+            }
         );
     }
 

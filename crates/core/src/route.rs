@@ -17,7 +17,10 @@ pub struct RouteConfig {
 
 impl Default for RouteConfig {
     fn default() -> Self {
-        Self { top_n: 8, min_confidence: 0.2 }
+        Self {
+            top_n: 8,
+            min_confidence: 0.2,
+        }
     }
 }
 
@@ -51,12 +54,20 @@ pub fn route(doc: &LearnedDocument, question: &str, config: &RouteConfig) -> Rou
     }
     // The best matches, plus every given quantity: a question often adds a condition that
     // must be combined with the situation's own numbers.
-    let mut picked: Vec<usize> = ranked.iter().take(config.top_n).filter(|r| r.1 > 0.0).map(|r| r.0).collect();
+    let mut picked: Vec<usize> = ranked
+        .iter()
+        .take(config.top_n)
+        .filter(|r| r.1 > 0.0)
+        .map(|r| r.0)
+        .collect();
     for (i, q) in doc.quantities.iter().enumerate() {
         if q.given && !picked.contains(&i) {
             picked.push(i);
         }
     }
     picked.sort_unstable();
-    Route::Fast { text: doc.render_parts(&picked, true), confidence }
+    Route::Fast {
+        text: doc.render_parts(&picked, true),
+        confidence,
+    }
 }

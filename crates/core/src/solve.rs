@@ -74,7 +74,15 @@ pub async fn solve_with_program(
     question: &str,
     max_tokens: u32,
 ) -> Result<ProgramAnswer, EngineError> {
-    answer_with_program(model, ProgramStyle::Program, context, learned, question, max_tokens).await
+    answer_with_program(
+        model,
+        ProgramStyle::Program,
+        context,
+        learned,
+        question,
+        max_tokens,
+    )
+    .await
 }
 
 /// Answer `question` with a program in `style`; the engine evaluates it, with the learned
@@ -89,7 +97,17 @@ pub async fn answer_with_program(
 ) -> Result<ProgramAnswer, EngineError> {
     let definitions = learned.map(definitions_from_text).unwrap_or_default();
     let system = style.system();
-    answer_over(model, style, system, context, learned, definitions, question, max_tokens).await
+    answer_over(
+        model,
+        style,
+        system,
+        context,
+        learned,
+        definitions,
+        question,
+        max_tokens,
+    )
+    .await
 }
 
 /// Answer `question` with a program in `style` over a structured `c'`: its quantities are
@@ -103,10 +121,24 @@ pub async fn answer_with_document(
     question: &str,
     max_tokens: u32,
 ) -> Result<ProgramAnswer, EngineError> {
-    let system = if style == ProgramStyle::Formula && !doc.open_questions.is_empty() { BIND_SYSTEM } else { style.system() };
+    let system = if style == ProgramStyle::Formula && !doc.open_questions.is_empty() {
+        BIND_SYSTEM
+    } else {
+        style.system()
+    };
     let text = doc.render();
     let learned = Some(text.as_str()).filter(|t| !t.trim().is_empty());
-    answer_over(model, style, system, context, learned, definitions(doc), question, max_tokens).await
+    answer_over(
+        model,
+        style,
+        system,
+        context,
+        learned,
+        definitions(doc),
+        question,
+        max_tokens,
+    )
+    .await
 }
 
 /// `- name = ... = value  (meaning)` lines of a rendered `c'` as `name = value` definitions.
@@ -114,9 +146,18 @@ fn definitions_from_text(learned: &str) -> Vec<(String, String)> {
     learned
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- "))
-        .filter_map(|l| l.split_once(" = ").map(|(name, rest)| (name.to_owned(), rest)))
+        .filter_map(|l| {
+            l.split_once(" = ")
+                .map(|(name, rest)| (name.to_owned(), rest))
+        })
         .map(|(name, rest)| {
-            let value = rest.split("  (").next().unwrap_or(rest).rsplit(" = ").next().unwrap_or(rest);
+            let value = rest
+                .split("  (")
+                .next()
+                .unwrap_or(rest)
+                .rsplit(" = ")
+                .next()
+                .unwrap_or(rest);
             (name.clone(), format!("{name} = {value}"))
         })
         .collect()
@@ -134,7 +175,10 @@ async fn answer_over(
     max_tokens: u32,
 ) -> Result<ProgramAnswer, EngineError> {
     if question.trim().is_empty() {
-        return Err(EngineError::new(EngineErrorKind::EmptyQuestion, "the question is empty"));
+        return Err(EngineError::new(
+            EngineErrorKind::EmptyQuestion,
+            "the question is empty",
+        ));
     }
     let started = Instant::now();
     let mut system = system_prompt.to_owned();
@@ -147,13 +191,27 @@ async fn answer_over(
     }
     system.push_str("\n\nSituation:\n");
     system.push_str(context.trim());
-    let request = ChatRequest::new(vec![Message::system(system), Message::user(format!("Question: {}", question.trim()))], max_tokens);
+    let request = ChatRequest::new(
+        vec![
+            Message::system(system),
+            Message::user(format!("Question: {}", question.trim())),
+        ],
+        max_tokens,
+    );
     let completion = model.complete(&request).await?;
     let mut program_text = completion.text.clone();
-    if style == ProgramStyle::Formula && !parse_program(&program_text).statements.iter().any(|s| s.name == "answer") {
+    if style == ProgramStyle::Formula
+        && !parse_program(&program_text)
+            .statements
+            .iter()
+            .any(|s| s.name == "answer")
+    {
         // Small models often write the bare expression (`156 / 1560 * 100 = 10%`): the last
         // line is read as the answer's expression.
-        let last = program_text.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.starts_with("```"));
+        let last = program_text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with("```"));
         if let Some(line) = last {
             program_text = format!("{program_text}\nanswer = {line}");
         }
@@ -163,12 +221,20 @@ async fn answer_over(
         // defines itself (a number the question changes, an open question's input) is the
         // program's.
         let program = parse_program(&program_text);
-        let defined: std::collections::HashSet<&str> = program.statements.iter().map(|s| s.name.as_str()).collect();
-        let kept: Vec<&str> = definitions.iter().filter(|(name, _)| !defined.contains(name.as_str())).map(|(_, line)| line.as_str()).collect();
+        let defined: std::collections::HashSet<&str> =
+            program.statements.iter().map(|s| s.name.as_str()).collect();
+        let kept: Vec<&str> = definitions
+            .iter()
+            .filter(|(name, _)| !defined.contains(name.as_str()))
+            .map(|(_, line)| line.as_str())
+            .collect();
         program_text = format!("{}\n{}", kept.join("\n"), program_text);
     }
     let program = parse_program(&program_text);
-    let formula_written = program.statements.iter().any(|s| s.name == "answer" && s.expr.is_ok());
+    let formula_written = program
+        .statements
+        .iter()
+        .any(|s| s.name == "answer" && s.expr.is_ok());
     let eval = evaluate(&program);
     let mut number = eval.get("answer").map(sleeptime_calc::Value::to_f64);
     if number.is_none() && style == ProgramStyle::Formula && !formula_written {
@@ -178,7 +244,12 @@ async fn answer_over(
         number = crate::parse::final_number(&completion.text);
     }
     let error = if number.is_none() {
-        Some(eval.errors.iter().find(|e| e.name == "answer").map_or_else(|| "no `answer` line".to_owned(), |e| e.error.to_string()))
+        Some(
+            eval.errors
+                .iter()
+                .find(|e| e.name == "answer")
+                .map_or_else(|| "no `answer` line".to_owned(), |e| e.error.to_string()),
+        )
     } else {
         None
     };

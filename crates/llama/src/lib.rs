@@ -163,15 +163,20 @@ fn check_gguf(path: &Path) -> Result<u64, ModelError> {
         ))
     })?;
     if !meta.is_file() {
-        return Err(model_file_error(format!("{} is not a file", path.display())));
+        return Err(model_file_error(format!(
+            "{} is not a file",
+            path.display()
+        )));
     }
     let mut magic = [0u8; 4];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).map_err(|e| {
-        model_file_error(format!(
-            "{} is not a GGUF file (cannot read its header: {e})",
-            path.display()
-        ))
-    })?;
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| {
+            model_file_error(format!(
+                "{} is not a GGUF file (cannot read its header: {e})",
+                path.display()
+            ))
+        })?;
     if &magic != b"GGUF" {
         return Err(model_file_error(format!(
             "{} is not a GGUF file (it starts with {magic:02x?}, not \"GGUF\")",
@@ -186,8 +191,9 @@ fn check_gguf(path: &Path) -> Result<u64, ModelError> {
 /// file's own SHA-256.
 fn fingerprint(path: &Path, size: u64) -> Result<String, ModelError> {
     let file_name = path.file_name().and_then(|n| n.to_str());
-    if let Some(spec) =
-        registry::models().into_iter().find(|m| Some(m.file_name) == file_name && m.size == size)
+    if let Some(spec) = registry::models()
+        .into_iter()
+        .find(|m| Some(m.file_name) == file_name && m.size == size)
     {
         return Ok(spec.sha256.to_owned());
     }
@@ -200,7 +206,11 @@ fn chat_template(model: &LlamaModel) -> Result<LlamaChatTemplate, ModelError> {
     let probe = LlamaChatMessage::new("user".into(), "hi".into())
         .map_err(|e| ModelError::backend(e.to_string()))?;
     match model.chat_template(None) {
-        Ok(t) if model.apply_chat_template(&t, std::slice::from_ref(&probe), true).is_ok() => {
+        Ok(t)
+            if model
+                .apply_chat_template(&t, std::slice::from_ref(&probe), true)
+                .is_ok() =>
+        {
             return Ok(t);
         }
         Ok(_) => {
@@ -278,7 +288,12 @@ impl LlamaBackend {
             protocol: TextProtocol::Tagged,
             prefix_state: true,
         };
-        Ok(Self { info, config, model, jobs })
+        Ok(Self {
+            info,
+            config,
+            model,
+            jobs,
+        })
     }
 
     /// The configuration this backend was loaded with.
@@ -337,7 +352,8 @@ impl ModelBackend for LlamaBackend {
         validate(request)?;
         let started = Instant::now();
         let request = request.clone();
-        self.call(move |w| w.complete(&request, started, None)).await
+        self.call(move |w| w.complete(&request, started, None))
+            .await
     }
 
     async fn complete_streaming(

@@ -26,7 +26,11 @@ pub(crate) struct PrefixStore<T, S> {
 
 impl<T: PartialEq + Clone, S> PrefixStore<T, S> {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { entries: Vec::new(), capacity, clock: 0 }
+        Self {
+            entries: Vec::new(),
+            capacity,
+            clock: 0,
+        }
     }
 
     fn tick(&mut self) -> u64 {
@@ -51,10 +55,19 @@ impl<T: PartialEq + Clone, S> PrefixStore<T, S> {
     pub(crate) fn insert(&mut self, id: String, tokens: Vec<T>, state: S) {
         let used = self.tick();
         self.entries.retain(|e| e.id != id);
-        self.entries.push(StoredPrefix { id, tokens, state, used });
+        self.entries.push(StoredPrefix {
+            id,
+            tokens,
+            state,
+            used,
+        });
         while self.entries.len() > self.capacity {
-            let Some(oldest) =
-                self.entries.iter().enumerate().min_by_key(|(_, e)| e.used).map(|(i, _)| i)
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(i, _)| i)
             else {
                 break;
             };
@@ -163,9 +176,15 @@ mod tests {
         store.insert("b".into(), vec![1, 2, 3, 4], "long");
         store.insert("c".into(), vec![9], "other");
         let prompt = [1, 2, 3, 4, 5];
-        assert_eq!(store.longest_prefix_of(&prompt, 10).map(|e| e.state), Some("long"));
+        assert_eq!(
+            store.longest_prefix_of(&prompt, 10).map(|e| e.state),
+            Some("long")
+        );
         // The prompt must keep at least one token to evaluate.
-        assert_eq!(store.longest_prefix_of(&prompt[..4], 3).map(|e| e.state), Some("short"));
+        assert_eq!(
+            store.longest_prefix_of(&prompt[..4], 3).map(|e| e.state),
+            Some("short")
+        );
         assert!(store.longest_prefix_of(&[7, 7], 10).is_none());
     }
 
@@ -212,7 +231,9 @@ mod tests {
         assert_eq!(checksum_matches(&state), Ok(()));
         std::fs::write(&state, b"some state").expect("truncate");
         assert!(checksum_matches(&state).is_err());
-        assert!(checksum_path(&state).to_string_lossy().ends_with("abc.state.sha256"));
+        assert!(checksum_path(&state)
+            .to_string_lossy()
+            .ends_with("abc.state.sha256"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

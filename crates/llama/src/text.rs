@@ -43,7 +43,11 @@ impl StopScanner {
         // An empty stop string would match at once; it means nothing, so it is dropped.
         let stops: Vec<String> = stops.iter().filter(|s| !s.is_empty()).cloned().collect();
         let max_len = stops.iter().map(String::len).max().unwrap_or(0);
-        Self { stops, max_len, searched: 0 }
+        Self {
+            stops,
+            max_len,
+            searched: 0,
+        }
     }
 
     /// Byte offset where the earliest stop string starts, if `text` (the whole text so far)
@@ -54,7 +58,11 @@ impl StopScanner {
         }
         // A new match must end after `searched`, so it starts at most max_len-1 bytes before.
         let from = floor_char_boundary(text, self.searched.saturating_sub(self.max_len - 1));
-        let hit = self.stops.iter().filter_map(|s| text[from..].find(s.as_str())).min();
+        let hit = self
+            .stops
+            .iter()
+            .filter_map(|s| text[from..].find(s.as_str()))
+            .min();
         self.searched = text.len();
         hit.map(|i| from + i)
     }
@@ -180,12 +188,21 @@ mod tests {
             Message::new(Role::Tool, "7"),
         ];
         let out = template_messages(&msgs);
-        assert_eq!(out[0], TemplateMessage { role: "system", content: "system".into() });
+        assert_eq!(
+            out[0],
+            TemplateMessage {
+                role: "system",
+                content: "system".into()
+            }
+        );
         assert_eq!(out[1].role, "assistant");
         assert_eq!(out[1].content, "Let me look.\nTool call search: {\"q\":1}");
         assert_eq!(
             out[2],
-            TemplateMessage { role: "user", content: "Tool result (c1): 42".into() }
+            TemplateMessage {
+                role: "user",
+                content: "Tool result (c1): 42".into()
+            }
         );
         assert_eq!(out[3].content, "Tool result: 7");
     }

@@ -60,7 +60,9 @@ pub(crate) fn spawn(setup: WorkerSetup) -> Result<mpsc::Sender<Job>, ModelError>
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(job_tx),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(ModelError::backend("the llama worker thread died while starting")),
+        Err(_) => Err(ModelError::backend(
+            "the llama worker thread died while starting",
+        )),
     }
 }
 
@@ -71,7 +73,9 @@ fn run(
 ) {
     let model = Arc::clone(&setup.model);
     let Some(backend) = crate::llama_runtime() else {
-        let _ = ready.send(Err(ModelError::backend("the llama.cpp backend is not initialised")));
+        let _ = ready.send(Err(ModelError::backend(
+            "the llama.cpp backend is not initialised",
+        )));
         return;
     };
     let params = LlamaContextParams::default()
@@ -183,7 +187,9 @@ fn log_softmax_at(logits: &[f32], target: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let max = f64::from(max);
     let sum: f64 = logits.iter().map(|&l| (f64::from(l) - max).exp()).sum();
-    logits.get(target).map_or(f64::NEG_INFINITY, |&l| f64::from(l) - max - sum.ln())
+    logits
+        .get(target)
+        .map_or(f64::NEG_INFINITY, |&l| f64::from(l) - max - sum.ln())
 }
 
 impl Worker<'_> {
@@ -201,7 +207,10 @@ impl Worker<'_> {
         add_generation_prompt: bool,
     ) -> Result<String, ModelError> {
         if messages.is_empty() {
-            return Err(ModelError::new(ModelErrorKind::InvalidRequest, "no messages to render"));
+            return Err(ModelError::new(
+                ModelErrorKind::InvalidRequest,
+                "no messages to render",
+            ));
         }
         let chat = text::template_messages(messages)
             .into_iter()
@@ -267,7 +276,11 @@ impl Worker<'_> {
                     );
                     // The stored tokens are a prefix of `tokens`.
                     self.kv = tokens[..n].to_vec();
-                    stats = EvalStats { reused: n, restored: n, interrupted: false };
+                    stats = EvalStats {
+                        reused: n,
+                        restored: n,
+                        interrupted: false,
+                    };
                 }
                 Err(e) => {
                     tracing::warn!("restoring a prefix state failed ({e}); evaluating in full");
@@ -295,7 +308,11 @@ impl Worker<'_> {
         let last = tokens.len().saturating_sub(1);
         // An interruptible prefill goes in small batches, so a query waits about a second
         // for the batch under way rather than a whole 512-token one.
-        let batch_size = if interrupt.is_some() { self.batch_size.min(INTERRUPTIBLE_BATCH) } else { self.batch_size };
+        let batch_size = if interrupt.is_some() {
+            self.batch_size.min(INTERRUPTIBLE_BATCH)
+        } else {
+            self.batch_size
+        };
         for (chunk_no, chunk) in tokens[start..].chunks(batch_size).enumerate() {
             // Long prefills stop between batches too; what is evaluated stays in the cache.
             if chunk_no > 0 && interrupt.is_some_and(sleeptime_model::Interrupt::is_triggered) {
@@ -309,7 +326,9 @@ impl Worker<'_> {
                 let wants = pos >= logits_from || pos == last;
                 let pos32 =
                     i32::try_from(pos).map_err(|_| overflow("position", pos, self.n_ctx))?;
-                self.batch.add(token, pos32, &[SEQ], wants).map_err(decode_error)?;
+                self.batch
+                    .add(token, pos32, &[SEQ], wants)
+                    .map_err(decode_error)?;
             }
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 // A failed decode may leave part of the batch in the cache.
@@ -334,7 +353,9 @@ impl Worker<'_> {
         if request.temperature <= 0.0 {
             return LlamaSampler::greedy();
         }
-        let seed = request.seed.map_or(DEFAULT_SEED, |s| (s ^ (s >> 32)) as u32);
+        let seed = request
+            .seed
+            .map_or(DEFAULT_SEED, |s| (s ^ (s >> 32)) as u32);
         let mut chain = vec![LlamaSampler::temp(request.temperature)];
         if request.top_p > 0.0 && request.top_p < 1.0 {
             chain.push(LlamaSampler::top_p(request.top_p, 1));
@@ -362,7 +383,9 @@ impl Worker<'_> {
             self.kv.truncate(keep);
         }
         match self.ctx.state_seq_get(SEQ, LlamaStateSeqFlags::empty()) {
-            Ok(snapshot) => self.prefixes.insert(PARKED_ID.to_owned(), self.kv.clone(), snapshot),
+            Ok(snapshot) => self
+                .prefixes
+                .insert(PARKED_ID.to_owned(), self.kv.clone(), snapshot),
             Err(e) => tracing::debug!("could not park the interrupted prompt: {e}"),
         }
     }
@@ -386,7 +409,10 @@ impl Worker<'_> {
         }
         let tokens = self.tokenize_prompt(&prompt);
         if tokens.is_empty() {
-            return Err(ModelError::new(ModelErrorKind::InvalidRequest, "the prompt is empty"));
+            return Err(ModelError::new(
+                ModelErrorKind::InvalidRequest,
+                "the prompt is empty",
+            ));
         }
         let needed = tokens.len() + request.max_tokens as usize;
         if needed > self.n_ctx as usize {
@@ -401,7 +427,10 @@ impl Worker<'_> {
                 ),
             ));
         }
-        let mut usage = Usage { prompt_tokens: tokens.len() as u64, ..Usage::default() };
+        let mut usage = Usage {
+            prompt_tokens: tokens.len() as u64,
+            ..Usage::default()
+        };
         if request.max_tokens == 0 {
             let elapsed = started.elapsed();
             return Ok(Completion {
@@ -416,8 +445,18 @@ impl Worker<'_> {
 
         // Keep at least the last prompt token to evaluate: its logits pick the first reply token.
         // With reuse off (to measure a cold prefill) nothing comes from the cache.
-        let reuse_limit = if request.reuse_prefix { tokens.len() - 1 } else { 0 };
-        let stats = self.eval(&tokens, reuse_limit, usize::MAX, request.interrupt.as_ref(), &mut |_, _| {})?;
+        let reuse_limit = if request.reuse_prefix {
+            tokens.len() - 1
+        } else {
+            0
+        };
+        let stats = self.eval(
+            &tokens,
+            reuse_limit,
+            usize::MAX,
+            request.interrupt.as_ref(),
+            &mut |_, _| {},
+        )?;
         usage.cached_prompt_tokens = stats.reused as u64;
         tracing::debug!(
             prompt = tokens.len(),
@@ -474,14 +513,20 @@ impl Worker<'_> {
             if generated >= u64::from(request.max_tokens) {
                 break;
             }
-            if request.interrupt.as_ref().is_some_and(sleeptime_model::Interrupt::is_triggered) {
+            if request
+                .interrupt
+                .as_ref()
+                .is_some_and(sleeptime_model::Interrupt::is_triggered)
+            {
                 finish = FinishReason::Interrupted;
                 self.park(&tokens);
                 break;
             }
             self.batch.clear();
             let pos32 = i32::try_from(pos).map_err(|_| overflow("generation", pos, self.n_ctx))?;
-            self.batch.add(token, pos32, &[SEQ], true).map_err(decode_error)?;
+            self.batch
+                .add(token, pos32, &[SEQ], true)
+                .map_err(decode_error)?;
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 self.reset();
                 return Err(decode_error(e));
@@ -495,7 +540,9 @@ impl Worker<'_> {
             Some(at) => text::valid_utf8_prefix(&bytes)[..at].to_owned(),
             // A resumed request continues from this text, so it must not end inside a
             // character; the cut bytes are generated again.
-            None if finish == FinishReason::Interrupted => text::valid_utf8_prefix(&bytes).to_owned(),
+            None if finish == FinishReason::Interrupted => {
+                text::valid_utf8_prefix(&bytes).to_owned()
+            }
             // A reply cut by the token cap may end inside a character.
             None => String::from_utf8_lossy(&bytes).into_owned(),
         };
@@ -528,7 +575,10 @@ impl Worker<'_> {
         let mut tokens = crate::tokenize(self.model, prefix, true, false);
         let cont = crate::tokenize(self.model, continuation, false, false);
         if cont.is_empty() {
-            return Ok(ContinuationScore { logprob_sum: 0.0, tokens: 0 });
+            return Ok(ContinuationScore {
+                logprob_sum: 0.0,
+                tokens: 0,
+            });
         }
         if tokens.is_empty() {
             // The first continuation token needs a position to be predicted from. Models that
@@ -547,16 +597,26 @@ impl Worker<'_> {
         let n_prefix = tokens.len();
         tokens.extend_from_slice(&cont);
         if tokens.len() > self.n_ctx as usize {
-            return Err(overflow("prefix plus continuation", tokens.len(), self.n_ctx));
+            return Err(overflow(
+                "prefix plus continuation",
+                tokens.len(),
+                self.n_ctx,
+            ));
         }
         let mut sum = 0.0f64;
         let targets = tokens.clone();
         let logits_from = n_prefix - 1;
-        self.eval(&tokens, logits_from, logits_from, None, &mut |pos, logits| {
-            if let Some(next) = targets.get(pos + 1) {
-                sum += log_softmax_at(logits, usize::try_from(next.0).unwrap_or(usize::MAX));
-            }
-        })?;
+        self.eval(
+            &tokens,
+            logits_from,
+            logits_from,
+            None,
+            &mut |pos, logits| {
+                if let Some(next) = targets.get(pos + 1) {
+                    sum += log_softmax_at(logits, usize::try_from(next.0).unwrap_or(usize::MAX));
+                }
+            },
+        )?;
         Ok(ContinuationScore {
             logprob_sum: sum,
             tokens: u32::try_from(cont.len()).unwrap_or(u32::MAX),
@@ -571,7 +631,10 @@ impl Worker<'_> {
         let rendered = self.render(messages, false)?;
         let tokens = self.tokenize_prompt(&rendered);
         if tokens.is_empty() {
-            return Err(ModelError::new(ModelErrorKind::InvalidRequest, "the prefix is empty"));
+            return Err(ModelError::new(
+                ModelErrorKind::InvalidRequest,
+                "the prefix is empty",
+            ));
         }
         // A prefix filling the whole window would leave no room for a question.
         if tokens.len() >= self.n_ctx as usize {
@@ -599,9 +662,12 @@ impl Worker<'_> {
 
         let started = Instant::now();
         self.eval(&tokens, tokens.len(), usize::MAX, None, &mut |_, _| {})?;
-        let snapshot = self.ctx.state_seq_get(SEQ, LlamaStateSeqFlags::empty()).map_err(|e| {
-            ModelError::backend(format!("snapshotting the prefix state failed: {e}"))
-        })?;
+        let snapshot = self
+            .ctx
+            .state_seq_get(SEQ, LlamaStateSeqFlags::empty())
+            .map_err(|e| {
+                ModelError::backend(format!("snapshotting the prefix state failed: {e}"))
+            })?;
         tracing::debug!(
             tokens = tokens.len(),
             bytes = snapshot.byte_len(),
@@ -640,8 +706,10 @@ impl Worker<'_> {
             e
         };
         let started = Instant::now();
-        let written =
-            self.ctx.state_seq_save_file(&tmp, SEQ, tokens).map_err(|e| cleanup(e.to_string()))?;
+        let written = self
+            .ctx
+            .state_seq_save_file(&tmp, SEQ, tokens)
+            .map_err(|e| cleanup(e.to_string()))?;
         // Checksum first, state last: a state file under its final name always has a
         // checksum beside it (a stale one only makes the loader refuse it).
         let sum = prefix::file_sha256(&tmp).map_err(|e| cleanup(e.to_string()))?;
@@ -690,7 +758,11 @@ impl Worker<'_> {
         self.kv = file_tokens;
         let id = prefix::prefix_id(&self.fingerprint, tokens.iter().map(|t| t.0));
         self.prefixes.insert(id, tokens.to_vec(), snapshot);
-        tracing::debug!(bytes, ms = started.elapsed().as_secs_f64() * 1e3, "loaded prefix state");
+        tracing::debug!(
+            bytes,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "loaded prefix state"
+        );
         Ok(())
     }
 }

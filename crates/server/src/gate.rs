@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use sleeptime_model::{
-    ChatRequest, Completion, ContinuationScore, FinishReason, Interrupt, Message, ModelBackend, ModelError,
-    ModelErrorKind, ModelInfo, PrefixState, SharedBackend, Usage,
+    ChatRequest, Completion, ContinuationScore, FinishReason, Interrupt, Message, ModelBackend,
+    ModelError, ModelErrorKind, ModelInfo, PrefixState, SharedBackend, Usage,
 };
 use tokio::sync::Notify;
 
@@ -131,16 +131,27 @@ pub struct SleepBackend {
 
 impl SleepBackend {
     pub fn new(inner: SharedBackend, gate: Arc<QueryGate>, allowance: Option<u64>) -> Self {
-        Self { inner, gate, used: Mutex::new(Usage::default()), allowance }
+        Self {
+            inner,
+            gate,
+            used: Mutex::new(Usage::default()),
+            allowance,
+        }
     }
 
     /// Tokens spent through this backend so far.
     pub fn used(&self) -> Usage {
-        *self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn add(&self, usage: Usage) {
-        *self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += usage;
+        *self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += usage;
     }
 
     /// Refuse a call once the job's allowance is spent.
@@ -175,7 +186,10 @@ impl SleepBackend {
             let mut call = request.clone();
             call.interrupt = interrupt;
             if !text.is_empty() {
-                call.assistant_prefix = Some(format!("{}{text}", request.assistant_prefix.as_deref().unwrap_or_default()));
+                call.assistant_prefix = Some(format!(
+                    "{}{text}",
+                    request.assistant_prefix.as_deref().unwrap_or_default()
+                ));
                 let spent = u32::try_from(usage.completion_tokens).unwrap_or(u32::MAX);
                 call.max_tokens = request.max_tokens.saturating_sub(spent).max(1);
             }
@@ -191,12 +205,21 @@ impl SleepBackend {
             text.push_str(&completion.text);
             if completion.finish_reason == FinishReason::Interrupted {
                 self.gate.preemptions.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(tokens = usage.completion_tokens, "sleep generation yielded to a query");
+                tracing::debug!(
+                    tokens = usage.completion_tokens,
+                    "sleep generation yielded to a query"
+                );
                 continue;
             }
             let mut finish = completion.finish_reason;
             // A stop string may straddle a resume point, where neither call saw it whole.
-            if let Some(at) = request.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min() {
+            if let Some(at) = request
+                .stop
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
                 text.truncate(at);
                 finish = FinishReason::Stop;
             }
@@ -233,7 +256,11 @@ impl ModelBackend for SleepBackend {
         self.complete_yielding(request, Some(on_text)).await
     }
 
-    async fn score_continuation(&self, prefix: &str, continuation: &str) -> Result<ContinuationScore, ModelError> {
+    async fn score_continuation(
+        &self,
+        prefix: &str,
+        continuation: &str,
+    ) -> Result<ContinuationScore, ModelError> {
         self.gate.wait_idle().await;
         self.check_allowance()?;
         self.inner.score_continuation(prefix, continuation).await

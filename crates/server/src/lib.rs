@@ -37,8 +37,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    AnswerDefaults, ApiKeyConfig, AuthConfig, ProgramChoice, ProgramSettings, Role, SchedulerConfig, ServerConfig,
-    SleepConfig,
+    AnswerDefaults, ApiKeyConfig, AuthConfig, ProgramChoice, ProgramSettings, Role,
+    SchedulerConfig, ServerConfig, SleepConfig,
 };
 pub use error::ApiError;
 pub use gate::{QueryGate, QueryGuard, SleepBackend};
@@ -49,7 +49,10 @@ pub use state::{AppState, JobEvent};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("server: {0}")]
@@ -64,16 +67,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics));
     let api = if state.config.role.serves_api() {
         Router::new()
-            .route("/v1/contexts", post(routes::create_context).get(routes::list_contexts))
+            .route(
+                "/v1/contexts",
+                post(routes::create_context).get(routes::list_contexts),
+            )
             .route(
                 "/v1/contexts/{id}",
-                get(routes::get_context).put(routes::replace_context).delete(routes::delete_context),
+                get(routes::get_context)
+                    .put(routes::replace_context)
+                    .delete(routes::delete_context),
             )
             .route("/v1/contexts/{id}/append", post(routes::append_context))
             .route("/v1/contexts/{id}/versions", get(routes::list_versions))
-            .route("/v1/contexts/{id}/versions/{version}", get(routes::get_version))
+            .route(
+                "/v1/contexts/{id}/versions/{version}",
+                get(routes::get_version),
+            )
             .route("/v1/contexts/{id}/learned", get(routes::get_learned))
-            .route("/v1/contexts/{id}/learned/history", get(routes::learned_history))
+            .route(
+                "/v1/contexts/{id}/learned/history",
+                get(routes::learned_history),
+            )
             .route("/v1/contexts/{id}/sleep", post(routes::trigger_sleep))
             .route("/v1/contexts/{id}/jobs", get(routes::list_jobs))
             .route("/v1/contexts/{id}/ask", post(routes::ask))
@@ -139,9 +153,19 @@ impl Server {
                 })
                 .await
         });
-        let scheduler = state.config.role.runs_jobs().then(|| tokio::spawn(scheduler::run(state.clone())));
+        let scheduler = state
+            .config
+            .role
+            .runs_jobs()
+            .then(|| tokio::spawn(scheduler::run(state.clone())));
         tracing::info!(%addr, model = %state.model.name, "sleeptime server listening");
-        Ok(Server { addr, state, shutdown, http, scheduler })
+        Ok(Server {
+            addr,
+            state,
+            shutdown,
+            http,
+            scheduler,
+        })
     }
 
     /// Stop accepting work, finish in-flight requests, let running jobs finish within the
@@ -159,9 +183,15 @@ impl Server {
 }
 
 /// Run the service on `config.listen` until SIGINT or SIGTERM, then shut down gracefully.
-pub async fn serve(config: ServerConfig, backend: SharedBackend, store: Arc<dyn Store>) -> Result<(), ServerError> {
+pub async fn serve(
+    config: ServerConfig,
+    backend: SharedBackend,
+    store: Arc<dyn Store>,
+) -> Result<(), ServerError> {
     let addr = config.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
     let server = Server::start(config, backend, store, listener).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");

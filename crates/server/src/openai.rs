@@ -102,7 +102,10 @@ fn role(r: &str, i: usize) -> Result<Role, ApiError> {
 
 fn convert_messages(input: Vec<MessageIn>) -> Result<Vec<Message>, ApiError> {
     if input.is_empty() {
-        return Err(ApiError::bad_request("invalid_value", "messages must not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "messages must not be empty",
+        ));
     }
     input
         .into_iter()
@@ -170,22 +173,44 @@ struct Prepared {
     learned_version: Option<i64>,
 }
 
-async fn prepare(state: &Arc<AppState>, tenant: &str, headers: &HeaderMap, req: ChatIn) -> Result<(Prepared, bool, bool), ApiError> {
+async fn prepare(
+    state: &Arc<AppState>,
+    tenant: &str,
+    headers: &HeaderMap,
+    req: ChatIn,
+) -> Result<(Prepared, bool, bool), ApiError> {
     if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("invalid_value", "only n = 1 is supported"));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "only n = 1 is supported",
+        ));
     }
-    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(state.config.answer.chat_max_tokens);
+    let max_tokens = req
+        .max_completion_tokens
+        .or(req.max_tokens)
+        .unwrap_or(state.config.answer.chat_max_tokens);
     if max_tokens == 0 || max_tokens > state.config.answer.max_budget {
-        return Err(ApiError::bad_request("invalid_value", format!("max_tokens must be 1 to {}", state.config.answer.max_budget)));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            format!("max_tokens must be 1 to {}", state.config.answer.max_budget),
+        ));
     }
     let temperature = req.temperature.unwrap_or(0.0);
     if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::bad_request("invalid_value", "temperature must be 0 to 2"));
+        return Err(ApiError::bad_request(
+            "invalid_value",
+            "temperature must be 0 to 2",
+        ));
     }
     let header_ctx = match headers.get(CONTEXT_HEADER) {
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::bad_request("invalid_value", format!("the {CONTEXT_HEADER} header is not text")))?
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_value",
+                        format!("the {CONTEXT_HEADER} header is not text"),
+                    )
+                })?
                 .trim()
                 .to_owned(),
         ),
@@ -198,25 +223,51 @@ async fn prepare(state: &Arc<AppState>, tenant: &str, headers: &HeaderMap, req: 
     let mut mode = "none";
     let mut learned_version = None;
     if let Some(id) = &context_id {
-        let ctx = state.store.get_context(tenant, id).await.map_err(|e| ApiError::store(e, "context", id))?;
-        let learned = state.store.current_learned(tenant, id).await.map_err(|e| ApiError::store(e, "context", id))?;
+        let ctx = state
+            .store
+            .get_context(tenant, id)
+            .await
+            .map_err(|e| ApiError::store(e, "context", id))?;
+        let learned = state
+            .store
+            .current_learned(tenant, id)
+            .await
+            .map_err(|e| ApiError::store(e, "context", id))?;
         let text = ctx.body.to_text();
         let cfg = &state.config.answer;
         let (config, input) = match &learned {
             Some(l) => {
                 mode = "learned";
                 learned_version = Some(l.version);
-                (answer_config(cfg.verbosity, cfg.budget), AnswerInput { context: Some(&text), learned: Some(&l.text), question: None })
+                (
+                    answer_config(cfg.verbosity, cfg.budget),
+                    AnswerInput {
+                        context: Some(&text),
+                        learned: Some(&l.text),
+                        question: None,
+                    },
+                )
             }
             None => {
                 mode = "fallback";
-                (answer_config(cfg.fallback_verbosity, cfg.fallback_budget), AnswerInput { context: Some(&text), learned: None, question: None })
+                (
+                    answer_config(cfg.fallback_verbosity, cfg.fallback_budget),
+                    AnswerInput {
+                        context: Some(&text),
+                        learned: None,
+                        question: None,
+                    },
+                )
             }
         };
         messages = Answerer::new(&*state.backend, config).prefix_messages(&input);
     }
     messages.extend(client);
-    let mut request = ChatRequest::new(messages, max_tokens).with_sampling(temperature, req.top_p.unwrap_or(1.0), req.seed);
+    let mut request = ChatRequest::new(messages, max_tokens).with_sampling(
+        temperature,
+        req.top_p.unwrap_or(1.0),
+        req.seed,
+    );
     request.stop = match req.stop {
         None => Vec::new(),
         Some(StopIn::One(s)) => vec![s],
@@ -225,7 +276,16 @@ async fn prepare(state: &Arc<AppState>, tenant: &str, headers: &HeaderMap, req: 
     request.routing_key = context_id.clone();
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.unwrap_or_default().include_usage;
-    Ok((Prepared { request, context_id, mode, learned_version }, stream, include_usage))
+    Ok((
+        Prepared {
+            request,
+            context_id,
+            mode,
+            learned_version,
+        },
+        stream,
+        include_usage,
+    ))
 }
 
 fn record(state: &Arc<AppState>, tenant: &str, p: &Prepared, c: &Completion, started: Instant) {
@@ -256,7 +316,10 @@ fn sleeptime_headers(p: &Prepared, resp: &mut Response) {
     if let Ok(v) = HeaderValue::from_str(p.mode) {
         resp.headers_mut().insert("x-sleeptime-mode", v);
     }
-    if let Some(v) = p.learned_version.and_then(|v| HeaderValue::from_str(&v.to_string()).ok()) {
+    if let Some(v) = p
+        .learned_version
+        .and_then(|v| HeaderValue::from_str(&v.to_string()).ok())
+    {
         resp.headers_mut().insert("x-sleeptime-learned-version", v);
     }
 }
@@ -275,7 +338,12 @@ pub(crate) async fn chat_completions(
     let created = unix_now();
     let ext = json!({"context_id": prepared.context_id, "mode": prepared.mode, "learned_version": prepared.learned_version});
     if !stream {
-        let completion = match tokio::time::timeout(state.config.answer.timeout, state.backend.complete(&prepared.request)).await {
+        let completion = match tokio::time::timeout(
+            state.config.answer.timeout,
+            state.backend.complete(&prepared.request),
+        )
+        .await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(ApiError::engine(&e.into())),
             Err(_) => return Err(ApiError::timeout("the model did not answer in time")),
@@ -315,7 +383,9 @@ pub(crate) async fn chat_completions(
         let mut on_text = move |t: &str| {
             let _ = tx2.send(Piece::Text(t.to_owned()));
         };
-        let call = task_state.backend.complete_streaming(&request, &mut on_text);
+        let call = task_state
+            .backend
+            .complete_streaming(&request, &mut on_text);
         let piece = match tokio::time::timeout(task_state.config.answer.timeout, call).await {
             Ok(Ok(c)) => Piece::Done(c),
             Ok(Err(e)) => Piece::Failed(ApiError::engine(&e.into())),
@@ -333,7 +403,8 @@ pub(crate) async fn chat_completions(
             })
         }
     };
-    let first = Event::default().data(chunk(json!({"role": "assistant", "content": ""}), None).to_string());
+    let first =
+        Event::default().data(chunk(json!({"role": "assistant", "content": ""}), None).to_string());
     struct St {
         rx: tokio::sync::mpsc::UnboundedReceiver<Piece>,
         queue: std::collections::VecDeque<Event>,
@@ -341,7 +412,11 @@ pub(crate) async fn chat_completions(
     }
     let mut queue = std::collections::VecDeque::new();
     queue.push_back(first);
-    let st = St { rx, queue, finished: false };
+    let st = St {
+        rx,
+        queue,
+        finished: false,
+    };
     let state2 = state.clone();
     let tenant = t.id.clone();
     let ext2 = ext.clone();
@@ -362,7 +437,9 @@ pub(crate) async fn chat_completions(
                 }
                 match st.rx.recv().await {
                     Some(Piece::Text(t)) if !t.is_empty() => {
-                        st.queue.push_back(Event::default().data(chunk(json!({"content": t}), None).to_string()));
+                        st.queue.push_back(
+                            Event::default().data(chunk(json!({"content": t}), None).to_string()),
+                        );
                     }
                     Some(Piece::Text(_)) => {}
                     Some(Piece::Done(c)) => {
@@ -381,7 +458,8 @@ pub(crate) async fn chat_completions(
                         st.finished = true;
                     }
                     Some(Piece::Failed(e)) => {
-                        st.queue.push_back(Event::default().data(e.body().to_string()));
+                        st.queue
+                            .push_back(Event::default().data(e.body().to_string()));
                         st.queue.push_back(Event::default().data("[DONE]"));
                         st.finished = true;
                     }
@@ -390,11 +468,18 @@ pub(crate) async fn chat_completions(
             }
         }
     });
-    let mut resp = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
     sleeptime_headers(&prepared, &mut resp);
     Ok(resp)
 }
 
 fn prepared_meta(p: &Prepared) -> Prepared {
-    Prepared { request: ChatRequest::new(Vec::new(), 1), context_id: p.context_id.clone(), mode: p.mode, learned_version: p.learned_version }
+    Prepared {
+        request: ChatRequest::new(Vec::new(), 1),
+        context_id: p.context_id.clone(),
+        mode: p.mode,
+        learned_version: p.learned_version,
+    }
 }

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sleeptime_core::{AnswerInput, Answerer};
 use sleeptime_store::{
-    now_ms, ChatMessage, ContextBody, ContextChangeKind, ContextRecord, ContextUpdate, ContextVersion, Enqueue,
-    JobRecord, JobStatus, JobTrigger, LearnedRecord, NewContext, PageRequest, StoreError, TokenUsage, UsageEntry,
-    UsageKind,
+    now_ms, ChatMessage, ContextBody, ContextChangeKind, ContextRecord, ContextUpdate,
+    ContextVersion, Enqueue, JobRecord, JobStatus, JobTrigger, LearnedRecord, NewContext,
+    PageRequest, StoreError, TokenUsage, UsageEntry, UsageKind,
 };
 
 use crate::error::ApiError;
@@ -47,7 +47,10 @@ fn body_fields(body: &ContextBody, out: &mut serde_json::Map<String, Value>) {
         }
         ContextBody::Messages(m) => {
             out.insert("kind".into(), "messages".into());
-            out.insert("messages".into(), serde_json::to_value(m).unwrap_or_default());
+            out.insert(
+                "messages".into(),
+                serde_json::to_value(m).unwrap_or_default(),
+            );
         }
     }
 }
@@ -140,9 +143,15 @@ impl ListQuery {
     fn page(&self) -> ApiResult<PageRequest> {
         let limit = self.limit.unwrap_or(20);
         if !(1..=100).contains(&limit) {
-            return Err(ApiError::bad_request("invalid_value", format!("limit must be 1 to 100, got {limit}")));
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                format!("limit must be 1 to 100, got {limit}"),
+            ));
         }
-        Ok(PageRequest { limit, cursor: self.cursor.clone() })
+        Ok(PageRequest {
+            limit,
+            cursor: self.cursor.clone(),
+        })
     }
 }
 
@@ -182,23 +191,47 @@ impl ContextIn {
                     if !ROLES.contains(&m.role.as_str()) {
                         return Err(ApiError::unprocessable(
                             "invalid_value",
-                            format!("messages[{i}].role must be one of {ROLES:?}, got {:?}", m.role),
+                            format!(
+                                "messages[{i}].role must be one of {ROLES:?}, got {:?}",
+                                m.role
+                            ),
                         ));
                     }
                 }
-                ContextBody::Messages(ms.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect())
+                ContextBody::Messages(
+                    ms.into_iter()
+                        .map(|m| ChatMessage {
+                            role: m.role,
+                            content: m.content,
+                        })
+                        .collect(),
+                )
             }
             (Some(_), Some(_)) => {
-                return Err(ApiError::unprocessable("invalid_request", "give either text or messages, not both"))
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    "give either text or messages, not both",
+                ))
             }
-            (None, None) => return Err(ApiError::unprocessable("invalid_request", "missing field: give text or messages")),
+            (None, None) => {
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    "missing field: give text or messages",
+                ))
+            }
         };
         if !allow_empty && body.is_empty() {
-            return Err(ApiError::unprocessable("invalid_value", "the context is empty: sleep-time compute needs text to think about"));
+            return Err(ApiError::unprocessable(
+                "invalid_value",
+                "the context is empty: sleep-time compute needs text to think about",
+            ));
         }
         if let Some(n) = &self.name {
             if n.chars().count() > MAX_NAME {
-                return Err(ApiError::unprocessable("invalid_value", format!("name is longer than {MAX_NAME} characters")));
+                return Err(ApiError::unprocessable(
+                    "invalid_value",
+                    format!("name is longer than {MAX_NAME} characters"),
+                ));
             }
         }
         Ok(body)
@@ -209,18 +242,38 @@ fn sleep_enqueue(state: &AppState, want: Option<bool>) -> Option<Enqueue> {
     want.unwrap_or(true).then(|| state.idle_enqueue())
 }
 
-pub(crate) async fn create_context(State(state): S, Caller(t): Caller, ApiJson(mut req): ApiJson<ContextIn>) -> ApiResult<Response> {
+pub(crate) async fn create_context(
+    State(state): S,
+    Caller(t): Caller,
+    ApiJson(mut req): ApiJson<ContextIn>,
+) -> ApiResult<Response> {
     if req.if_version.is_some() {
-        return Err(ApiError::unprocessable("invalid_request", "if_version applies to replace and append, not create"));
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "if_version applies to replace and append, not create",
+        ));
     }
     let body = req.body(false)?;
     let change = state
         .store
-        .create_context(&t.id, NewContext { name: req.name.take(), body }, sleep_enqueue(&state, req.sleep))
+        .create_context(
+            &t.id,
+            NewContext {
+                name: req.name.take(),
+                body,
+            },
+            sleep_enqueue(&state, req.sleep),
+        )
         .await
         .map_err(|e| ApiError::store(e, "context", ""))?;
     if let Some(job) = &change.job {
-        state.emit(&job.id, &job.context_id, &t.id, "queued", json!({"due_at": secs(job.due_at)}));
+        state.emit(
+            &job.id,
+            &job.context_id,
+            &t.id,
+            "queued",
+            json!({"due_at": secs(job.due_at)}),
+        );
         state.wake.notify_one();
     }
     tracing::info!(context = %change.context.id, version = change.context.version, "context created");
@@ -229,33 +282,78 @@ pub(crate) async fn create_context(State(state): S, Caller(t): Caller, ApiJson(m
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-pub(crate) async fn list_contexts(State(state): S, Caller(t): Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let page = state.store.list_contexts(&t.id, &q.page()?).await.map_err(|e| ApiError::store(e, "cursor", ""))?;
-    Ok(Json(list_view(page.items.iter().map(|c| context_view(c, false)).collect(), page.next_cursor)))
+pub(crate) async fn list_contexts(
+    State(state): S,
+    Caller(t): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_contexts(&t.id, &q.page()?)
+        .await
+        .map_err(|e| ApiError::store(e, "cursor", ""))?;
+    Ok(Json(list_view(
+        page.items.iter().map(|c| context_view(c, false)).collect(),
+        page.next_cursor,
+    )))
 }
 
-pub(crate) async fn get_context(State(state): S, Caller(t): Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let c = state.store.get_context(&t.id, &id).await.map_err(|e| ApiError::store(e, "context", &id))?;
+pub(crate) async fn get_context(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = state
+        .store
+        .get_context(&t.id, &id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
     Ok(Json(context_view(&c, true)))
 }
 
-async fn change_context(state: &Arc<AppState>, tenant: &str, id: &str, mut req: ContextIn, append: bool) -> ApiResult<Json<Value>> {
+async fn change_context(
+    state: &Arc<AppState>,
+    tenant: &str,
+    id: &str,
+    mut req: ContextIn,
+    append: bool,
+) -> ApiResult<Json<Value>> {
     let body = req.body(append)?;
-    let change = if append { ContextChangeKind::Append(body) } else { ContextChangeKind::Replace(body) };
-    let update = ContextUpdate { change, name: req.name.take(), if_version: req.if_version };
+    let change = if append {
+        ContextChangeKind::Append(body)
+    } else {
+        ContextChangeKind::Replace(body)
+    };
+    let update = ContextUpdate {
+        change,
+        name: req.name.take(),
+        if_version: req.if_version,
+    };
     let change = state
         .store
         .update_context(tenant, id, update, sleep_enqueue(state, req.sleep))
         .await
         .map_err(|e| ApiError::store(e, "context", id))?;
     for job in &change.superseded {
-        state.emit(job, id, tenant, "superseded", json!({"by_version": change.context.version}));
+        state.emit(
+            job,
+            id,
+            tenant,
+            "superseded",
+            json!({"by_version": change.context.version}),
+        );
     }
     if !change.superseded.is_empty() {
         state.cancel_context_work(id);
     }
     if let Some(job) = &change.job {
-        state.emit(&job.id, id, tenant, "queued", json!({"due_at": secs(job.due_at)}));
+        state.emit(
+            &job.id,
+            id,
+            tenant,
+            "queued",
+            json!({"due_at": secs(job.due_at)}),
+        );
         state.wake.notify_one();
     }
     tracing::info!(context = %id, version = change.context.version, superseded = change.superseded.len(), "context changed");
@@ -265,36 +363,85 @@ async fn change_context(state: &Arc<AppState>, tenant: &str, id: &str, mut req: 
     Ok(Json(v))
 }
 
-pub(crate) async fn replace_context(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<ContextIn>) -> ApiResult<Json<Value>> {
+pub(crate) async fn replace_context(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ContextIn>,
+) -> ApiResult<Json<Value>> {
     change_context(&state, &t.id, &id, req, false).await
 }
 
-pub(crate) async fn append_context(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<ContextIn>) -> ApiResult<Json<Value>> {
+pub(crate) async fn append_context(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ContextIn>,
+) -> ApiResult<Json<Value>> {
     change_context(&state, &t.id, &id, req, true).await
 }
 
-pub(crate) async fn delete_context(State(state): S, Caller(t): Caller, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let cancelled = state.store.delete_context(&t.id, &id).await.map_err(|e| ApiError::store(e, "context", &id))?;
+pub(crate) async fn delete_context(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let cancelled = state
+        .store
+        .delete_context(&t.id, &id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
     for job in &cancelled {
-        state.emit(job, &id, &t.id, "cancelled", json!({"reason": "context deleted"}));
+        state.emit(
+            job,
+            &id,
+            &t.id,
+            "cancelled",
+            json!({"reason": "context deleted"}),
+        );
     }
     state.cancel_context_work(&id);
-    Ok(Json(json!({"id": id, "object": "context.deleted", "deleted": true, "cancelled_jobs": cancelled})))
+    Ok(Json(
+        json!({"id": id, "object": "context.deleted", "deleted": true, "cancelled_jobs": cancelled}),
+    ))
 }
 
-pub(crate) async fn list_versions(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let page = state.store.list_versions(&t.id, &id, &q.page()?).await.map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(page.items.iter().map(version_view).collect(), page.next_cursor)))
+pub(crate) async fn list_versions(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_versions(&t.id, &id, &q.page()?)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
+    Ok(Json(list_view(
+        page.items.iter().map(version_view).collect(),
+        page.next_cursor,
+    )))
 }
 
-pub(crate) async fn get_version(State(state): S, Caller(t): Caller, Path((id, version)): Path<(String, String)>) -> ApiResult<Json<Value>> {
-    let v: i64 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_value", format!("version must be an integer, got {version:?}")))?;
-    let rec = state.store.get_version(&t.id, &id, v).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found("context version", &format!("{id}@{v}")),
-        e => ApiError::store(e, "context", &id),
+pub(crate) async fn get_version(
+    State(state): S,
+    Caller(t): Caller,
+    Path((id, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let v: i64 = version.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_value",
+            format!("version must be an integer, got {version:?}"),
+        )
     })?;
+    let rec = state
+        .store
+        .get_version(&t.id, &id, v)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::not_found("context version", &format!("{id}@{v}")),
+            e => ApiError::store(e, "context", &id),
+        })?;
     Ok(Json(version_view(&rec)))
 }
 
@@ -315,19 +462,31 @@ impl WaitQuery {
         }
         let s = self.timeout_s.unwrap_or(60.0);
         if !(0.0..=600.0).contains(&s) || s.is_nan() {
-            return Err(ApiError::bad_request("invalid_value", "timeout_s must be 0 to 600"));
+            return Err(ApiError::bad_request(
+                "invalid_value",
+                "timeout_s must be 0 to 600",
+            ));
         }
         Ok(Some(Duration::from_secs_f64(s)))
     }
 }
 
 /// Wait until the job is terminal or `timeout` passes; returns its latest state.
-async fn wait_job(state: &Arc<AppState>, tenant: &str, job_id: &str, timeout: Duration) -> ApiResult<JobRecord> {
+async fn wait_job(
+    state: &Arc<AppState>,
+    tenant: &str,
+    job_id: &str,
+    timeout: Duration,
+) -> ApiResult<JobRecord> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut rx = state.events.subscribe();
     let mut shutdown = state.shutdown.clone();
     loop {
-        let job = state.store.get_job(tenant, job_id).await.map_err(|e| ApiError::store(e, "job", job_id))?;
+        let job = state
+            .store
+            .get_job(tenant, job_id)
+            .await
+            .map_err(|e| ApiError::store(e, "job", job_id))?;
         if job.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             return Ok(job);
         }
@@ -342,17 +501,37 @@ async fn wait_job(state: &Arc<AppState>, tenant: &str, job_id: &str, timeout: Du
 
 /// The learned-context state of a context: ready, pending, running, failed, stale or none.
 async fn learned_status(state: &Arc<AppState>, tenant: &str, id: &str) -> ApiResult<Value> {
-    let ctx = state.store.get_context(tenant, id).await.map_err(|e| ApiError::store(e, "context", id))?;
-    let current = state.store.current_learned(tenant, id).await.map_err(|e| ApiError::store(e, "context", id))?;
-    let jobs = state.store.list_jobs(tenant, id, &PageRequest::first(1)).await.map_err(|e| ApiError::store(e, "context", id))?;
-    let job = jobs.items.into_iter().next().filter(|j| j.context_version == ctx.version);
+    let ctx = state
+        .store
+        .get_context(tenant, id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", id))?;
+    let current = state
+        .store
+        .current_learned(tenant, id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", id))?;
+    let jobs = state
+        .store
+        .list_jobs(tenant, id, &PageRequest::first(1))
+        .await
+        .map_err(|e| ApiError::store(e, "context", id))?;
+    let job = jobs
+        .items
+        .into_iter()
+        .next()
+        .filter(|j| j.context_version == ctx.version);
     let status = match (&current, &job) {
         (Some(_), _) => "ready",
         (None, Some(j)) if j.status == JobStatus::Pending => "pending",
         (None, Some(j)) if j.status == JobStatus::Running => "running",
         (None, Some(j)) if j.status == JobStatus::Failed => "failed",
         _ => {
-            let any = state.store.list_learned(tenant, id, &PageRequest::first(1)).await.map_err(|e| ApiError::store(e, "context", id))?;
+            let any = state
+                .store
+                .list_learned(tenant, id, &PageRequest::first(1))
+                .await
+                .map_err(|e| ApiError::store(e, "context", id))?;
             if any.items.is_empty() {
                 "none"
             } else {
@@ -370,11 +549,18 @@ async fn learned_status(state: &Arc<AppState>, tenant: &str, id: &str) -> ApiRes
     }))
 }
 
-pub(crate) async fn get_learned(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<WaitQuery>) -> ApiResult<Json<Value>> {
+pub(crate) async fn get_learned(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<Json<Value>> {
     let mut v = learned_status(&state, &t.id, &id).await?;
     if let Some(timeout) = q.deadline()? {
         let deadline = tokio::time::Instant::now() + timeout;
-        while matches!(v["status"].as_str(), Some("pending" | "running")) && tokio::time::Instant::now() < deadline {
+        while matches!(v["status"].as_str(), Some("pending" | "running"))
+            && tokio::time::Instant::now() < deadline
+        {
             if let Some(job_id) = v["job"]["id"].as_str() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 wait_job(&state, &t.id, job_id, left).await?;
@@ -385,34 +571,90 @@ pub(crate) async fn get_learned(State(state): S, Caller(t): Caller, Path(id): Pa
     Ok(Json(v))
 }
 
-pub(crate) async fn learned_history(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let page = state.store.list_learned(&t.id, &id, &q.page()?).await.map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(page.items.iter().map(learned_view).collect(), page.next_cursor)))
+pub(crate) async fn learned_history(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_learned(&t.id, &id, &q.page()?)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
+    Ok(Json(list_view(
+        page.items.iter().map(learned_view).collect(),
+        page.next_cursor,
+    )))
 }
 
-pub(crate) async fn trigger_sleep(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<WaitQuery>) -> ApiResult<Response> {
+pub(crate) async fn trigger_sleep(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     let wait = q.deadline()?;
-    let enqueue = Enqueue { due_at: now_ms(), trigger: JobTrigger::Manual, max_attempts: state.config.scheduler.max_attempts };
-    let job = state.store.enqueue_job(&t.id, &id, enqueue).await.map_err(|e| ApiError::store(e, "context", &id))?;
-    state.emit(&job.id, &id, &t.id, "queued", json!({"due_at": secs(job.due_at), "trigger": "manual"}));
+    let enqueue = Enqueue {
+        due_at: now_ms(),
+        trigger: JobTrigger::Manual,
+        max_attempts: state.config.scheduler.max_attempts,
+    };
+    let job = state
+        .store
+        .enqueue_job(&t.id, &id, enqueue)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
+    state.emit(
+        &job.id,
+        &id,
+        &t.id,
+        "queued",
+        json!({"due_at": secs(job.due_at), "trigger": "manual"}),
+    );
     state.wake.notify_one();
     let job = match wait {
         Some(timeout) => wait_job(&state, &t.id, &job.id, timeout).await?,
         None => job,
     };
-    let status = if job.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if job.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(job_view(&job))).into_response())
 }
 
-pub(crate) async fn list_jobs(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Value>> {
-    let page = state.store.list_jobs(&t.id, &id, &q.page()?).await.map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(page.items.iter().map(job_view).collect(), page.next_cursor)))
+pub(crate) async fn list_jobs(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_jobs(&t.id, &id, &q.page()?)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
+    Ok(Json(list_view(
+        page.items.iter().map(job_view).collect(),
+        page.next_cursor,
+    )))
 }
 
-pub(crate) async fn get_job(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiQuery(q): ApiQuery<WaitQuery>) -> ApiResult<Json<Value>> {
+pub(crate) async fn get_job(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> ApiResult<Json<Value>> {
     let job = match q.deadline()? {
         Some(timeout) => wait_job(&state, &t.id, &id, timeout).await?,
-        None => state.store.get_job(&t.id, &id).await.map_err(|e| ApiError::store(e, "job", &id))?,
+        None => state
+            .store
+            .get_job(&t.id, &id)
+            .await
+            .map_err(|e| ApiError::store(e, "job", &id))?,
     };
     Ok(Json(job_view(&job)))
 }
@@ -449,11 +691,20 @@ impl EventStream {
                     _ = self.shutdown.changed() => return None,
                 }
             }
-            let job = self.state.store.get_job(&self.tenant, &self.job_id).await.ok()?;
+            let job = self
+                .state
+                .store
+                .get_job(&self.tenant, &self.job_id)
+                .await
+                .ok()?;
             if self.last != Some(job.status) {
                 self.last = Some(job.status);
                 self.done = job.status.is_terminal();
-                return Some(Event::default().event(job.status.as_str()).data(job_view(&job).to_string()));
+                return Some(
+                    Event::default()
+                        .event(job.status.as_str())
+                        .data(job_view(&job).to_string()),
+                );
             }
         }
     }
@@ -462,15 +713,33 @@ impl EventStream {
 /// Server-sent events of one job: its state on connect, every status change (`pending`,
 /// `running`, `succeeded`, `failed`, `superseded`, `cancelled`, each with the job), and
 /// `step` progress while it runs here. The stream ends when the job does.
-pub(crate) async fn job_events(State(state): S, Caller(t): Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    state.store.get_job(&t.id, &id).await.map_err(|e| ApiError::store(e, "job", &id))?;
+pub(crate) async fn job_events(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    state
+        .store
+        .get_job(&t.id, &id)
+        .await
+        .map_err(|e| ApiError::store(e, "job", &id))?;
     let rx = state.events.subscribe();
     let shutdown = state.shutdown.clone();
-    let es = EventStream { state: state.clone(), tenant: t.id.clone(), job_id: id, rx, shutdown, last: None, done: false };
+    let es = EventStream {
+        state: state.clone(),
+        tenant: t.id.clone(),
+        job_id: id,
+        rx,
+        shutdown,
+        last: None,
+        done: false,
+    };
     let stream = futures::stream::unfold(es, |mut es| async move {
         es.next().await.map(|ev| (Ok::<_, Infallible>(ev), es))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,34 +754,70 @@ pub(crate) struct AskIn {
     verbosity: Option<u8>,
 }
 
-pub(crate) async fn ask(State(state): S, Caller(t): Caller, Path(id): Path<String>, ApiJson(req): ApiJson<AskIn>) -> ApiResult<Json<Value>> {
+pub(crate) async fn ask(
+    State(state): S,
+    Caller(t): Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<AskIn>,
+) -> ApiResult<Json<Value>> {
     let started = Instant::now();
     if req.question.trim().is_empty() {
-        return Err(ApiError::unprocessable("invalid_value", "question is empty"));
+        return Err(ApiError::unprocessable(
+            "invalid_value",
+            "question is empty",
+        ));
     }
     let cfg = &state.config.answer;
     if let Some(b) = req.budget {
         if b == 0 || b > cfg.max_budget {
-            return Err(ApiError::unprocessable("invalid_value", format!("budget must be 1 to {}, got {b}", cfg.max_budget)));
+            return Err(ApiError::unprocessable(
+                "invalid_value",
+                format!("budget must be 1 to {}, got {b}", cfg.max_budget),
+            ));
         }
     }
     if let Some(v) = req.verbosity {
         if v > 4 {
-            return Err(ApiError::unprocessable("invalid_value", format!("verbosity must be 0 to 4, got {v}")));
+            return Err(ApiError::unprocessable(
+                "invalid_value",
+                format!("verbosity must be 0 to 4, got {v}"),
+            ));
         }
     }
     let _guard = state.gate.enter();
-    let ctx = state.store.get_context(&t.id, &id).await.map_err(|e| ApiError::store(e, "context", &id))?;
-    let learned = state.store.current_learned(&t.id, &id).await.map_err(|e| ApiError::store(e, "context", &id))?;
+    let ctx = state
+        .store
+        .get_context(&t.id, &id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
+    let learned = state
+        .store
+        .current_learned(&t.id, &id)
+        .await
+        .map_err(|e| ApiError::store(e, "context", &id))?;
     let text = ctx.body.to_text();
     let (config, input) = match &learned {
         Some(l) => (
-            answer_config(req.verbosity.unwrap_or(cfg.verbosity), req.budget.unwrap_or(cfg.budget)),
-            AnswerInput { context: Some(text.as_str()), learned: Some(l.text.as_str()), question: Some(req.question.as_str()) },
+            answer_config(
+                req.verbosity.unwrap_or(cfg.verbosity),
+                req.budget.unwrap_or(cfg.budget),
+            ),
+            AnswerInput {
+                context: Some(text.as_str()),
+                learned: Some(l.text.as_str()),
+                question: Some(req.question.as_str()),
+            },
         ),
         None => (
-            answer_config(req.verbosity.unwrap_or(cfg.fallback_verbosity), req.budget.unwrap_or(cfg.fallback_budget)),
-            AnswerInput { context: Some(text.as_str()), learned: None, question: Some(req.question.as_str()) },
+            answer_config(
+                req.verbosity.unwrap_or(cfg.fallback_verbosity),
+                req.budget.unwrap_or(cfg.fallback_budget),
+            ),
+            AnswerInput {
+                context: Some(text.as_str()),
+                learned: None,
+                question: Some(req.question.as_str()),
+            },
         ),
     };
     let answerer = Answerer::new(&*state.backend, config);
@@ -522,12 +827,23 @@ pub(crate) async fn ask(State(state): S, Caller(t): Caller, Path(id): Path<Strin
             tracing::warn!(context = %id, error = %e, "answering failed");
             return Err(ApiError::engine(&e));
         }
-        Err(_) => return Err(ApiError::timeout(format!("the model did not answer within {:?}", cfg.timeout))),
+        Err(_) => {
+            return Err(ApiError::timeout(format!(
+                "the model did not answer within {:?}",
+                cfg.timeout
+            )))
+        }
     };
     let usage = token_usage(answer.usage);
     if let Err(e) = state
         .store
-        .record_usage(UsageEntry { tenant_id: t.id.clone(), context_id: Some(id.clone()), job_id: None, kind: UsageKind::Test, usage })
+        .record_usage(UsageEntry {
+            tenant_id: t.id.clone(),
+            context_id: Some(id.clone()),
+            job_id: None,
+            kind: UsageKind::Test,
+            usage,
+        })
         .await
     {
         tracing::warn!(error = %e, "recording query usage failed");
@@ -562,7 +878,11 @@ pub(crate) async fn ask(State(state): S, Caller(t): Caller, Path(id): Path<Strin
 }
 
 pub(crate) async fn usage(State(state): S, Caller(t): Caller) -> ApiResult<Json<Value>> {
-    let totals = state.store.usage_totals(Some(&t.id), None, 0).await.map_err(|e| ApiError::store(e, "usage", ""))?;
+    let totals = state
+        .store
+        .usage_totals(Some(&t.id), None, 0)
+        .await
+        .map_err(|e| ApiError::store(e, "usage", ""))?;
     Ok(Json(json!({
         "object": "usage",
         "sleep": usage_json(&totals.sleep),
@@ -579,10 +899,22 @@ pub(crate) async fn health() -> Json<Value> {
 pub(crate) async fn ready(State(state): S) -> Response {
     match state.store.ping().await {
         Ok(()) if !*state.shutdown.borrow() => Json(json!({"status": "ready"})).into_response(),
-        Ok(()) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down", "the server is shutting down").into_response(),
+        Ok(()) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "shutting_down",
+            "the server is shutting down",
+        )
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unreachable");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "store_unavailable", "the database is unavailable").into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "store_unavailable",
+                "the database is unavailable",
+            )
+            .into_response()
         }
     }
 }
@@ -596,13 +928,30 @@ pub(crate) async fn metrics(State(state): S) -> Response {
         gate.yields.load(std::sync::atomic::Ordering::Relaxed),
         gate.preemptions.load(std::sync::atomic::Ordering::Relaxed),
     );
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found_error", "unknown_route", "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found_error",
+        "unknown_route",
+        "no such endpoint",
+    )
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "this endpoint does not accept that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
 }

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sleeptime_core::{
-    learn, AnswerConfig, AnswerInput, Answerer, Context, EngineError, LearnConfig, SleepBudget, SleepEvent,
-    SleepProgress, Verbosity,
+    learn, AnswerConfig, AnswerInput, Answerer, Context, EngineError, LearnConfig, SleepBudget,
+    SleepEvent, SleepProgress, Verbosity,
 };
 use sleeptime_model::{ModelErrorKind, Usage};
 use sleeptime_store::{
-    now_ms, ClaimedJob, Enqueue, JobTrigger, NewLearned, StoreError, TokenUsage, UsageEntry, UsageKind,
+    now_ms, ClaimedJob, Enqueue, JobTrigger, NewLearned, StoreError, TokenUsage, UsageEntry,
+    UsageKind,
 };
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -23,7 +24,11 @@ use crate::state::AppState;
 
 pub(crate) fn token_usage(u: Usage) -> TokenUsage {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    TokenUsage { prompt_tokens: i(u.prompt_tokens), cached_tokens: i(u.cached_prompt_tokens), completion_tokens: i(u.completion_tokens) }
+    TokenUsage {
+        prompt_tokens: i(u.prompt_tokens),
+        cached_tokens: i(u.cached_prompt_tokens),
+        completion_tokens: i(u.completion_tokens),
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -34,7 +39,8 @@ fn millis(d: Duration) -> i64 {
 /// uses by default, so default queries hit the prepared state).
 pub(crate) fn answer_config(verbosity: u8, budget: u32) -> AnswerConfig {
     AnswerConfig {
-        verbosity: Verbosity::new(verbosity.min(Verbosity::MAX)).unwrap_or(AnswerConfig::default().verbosity),
+        verbosity: Verbosity::new(verbosity.min(Verbosity::MAX))
+            .unwrap_or(AnswerConfig::default().verbosity),
         max_tokens: budget,
         ..AnswerConfig::default()
     }
@@ -62,16 +68,32 @@ async fn relearn_pass(state: &AppState, every: Duration) {
         };
         let mut enqueued = 0;
         for context in &due {
-            let sleep = Enqueue { due_at: now_ms(), trigger: JobTrigger::Schedule, max_attempts: state.config.scheduler.max_attempts };
-            match state.store.enqueue_relearn(context, learned_before, sleep).await {
+            let sleep = Enqueue {
+                due_at: now_ms(),
+                trigger: JobTrigger::Schedule,
+                max_attempts: state.config.scheduler.max_attempts,
+            };
+            match state
+                .store
+                .enqueue_relearn(context, learned_before, sleep)
+                .await
+            {
                 Ok(Some(job)) => {
                     enqueued += 1;
                     tracing::info!(job = %job.id, context = %job.context_id, "scheduled re-learning");
-                    state.emit(&job.id, &job.context_id, &job.tenant_id, "queued", json!({"due_at": job.due_at / 1000, "trigger": "schedule"}));
+                    state.emit(
+                        &job.id,
+                        &job.context_id,
+                        &job.tenant_id,
+                        "queued",
+                        json!({"due_at": job.due_at / 1000, "trigger": "schedule"}),
+                    );
                 }
                 // Another process got there first, or the context changed.
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, context = %context.context_id, "enqueueing re-learning failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, context = %context.context_id, "enqueueing re-learning failed")
+                }
             }
         }
         // A full batch may hide more; stop when one brings nothing new, so errors cannot spin.
@@ -129,7 +151,9 @@ pub async fn run(state: Arc<AppState>) {
             }
         }
         let mut wait = match state.store.next_wakeup().await {
-            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(cfg.poll),
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(cfg.poll)
+            }
             _ => cfg.poll,
         };
         if cfg.relearn_every.is_some() {
@@ -145,7 +169,10 @@ pub async fn run(state: Arc<AppState>) {
         }
     }
     if !tasks.is_empty() {
-        tracing::info!(running = tasks.len(), "waiting for running sleep jobs to finish");
+        tracing::info!(
+            running = tasks.len(),
+            "waiting for running sleep jobs to finish"
+        );
         let drained = tokio::time::timeout(cfg.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -177,7 +204,13 @@ struct JobProgress {
 
 impl SleepProgress for JobProgress {
     fn event(&self, event: SleepEvent) {
-        if let SleepEvent::StepFinished { draft, step, completion_tokens, action } = event {
+        if let SleepEvent::StepFinished {
+            draft,
+            step,
+            completion_tokens,
+            action,
+        } = event
+        {
             self.state.emit(
                 &self.job_id,
                 &self.context_id,
@@ -192,7 +225,15 @@ impl SleepProgress for JobProgress {
 // A short-lived local value; boxing the result buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum Stop {
-    Done(Result<(sleeptime_core::LearnedContext, Option<sleeptime_model::PrefixState>), EngineError>),
+    Done(
+        Result<
+            (
+                sleeptime_core::LearnedContext,
+                Option<sleeptime_model::PrefixState>,
+            ),
+            EngineError,
+        >,
+    ),
     LeaseLost,
     Cancelled,
     TimedOut,
@@ -204,11 +245,21 @@ async fn allowance(state: &AppState, context_id: &str) -> Result<Option<u64>, St
     let since = now_ms() - millis(cfg.budget_window);
     let mut left: Option<u64> = None;
     if let Some(limit) = cfg.context_budget_tokens {
-        let spent = state.store.usage_totals(None, Some(context_id), since).await?.sleep.total();
+        let spent = state
+            .store
+            .usage_totals(None, Some(context_id), since)
+            .await?
+            .sleep
+            .total();
         left = Some(limit.saturating_sub(u64::try_from(spent).unwrap_or(0)));
     }
     if let Some(limit) = cfg.global_budget_tokens {
-        let spent = state.store.usage_totals(None, None, since).await?.sleep.total();
+        let spent = state
+            .store
+            .usage_totals(None, None, since)
+            .await?
+            .sleep
+            .total();
         let g = limit.saturating_sub(u64::try_from(spent).unwrap_or(0));
         left = Some(left.map_or(g, |l| l.min(g)));
     }
@@ -218,7 +269,9 @@ async fn allowance(state: &AppState, context_id: &str) -> Result<Option<u64>, St
 async fn run_job(state: Arc<AppState>, claimed: ClaimedJob) {
     let started = Instant::now();
     let job = &claimed.job;
-    let emit = |event: &str, data: serde_json::Value| state.emit(&job.id, &job.context_id, &job.tenant_id, event, data);
+    let emit = |event: &str, data: serde_json::Value| {
+        state.emit(&job.id, &job.context_id, &job.tenant_id, event, data)
+    };
     let cancel = Arc::new(Notify::new());
     state
         .running
@@ -226,12 +279,23 @@ async fn run_job(state: Arc<AppState>, claimed: ClaimedJob) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(job.id.clone(), (job.context_id.clone(), cancel.clone()));
     tracing::info!(job = %job.id, context = %job.context_id, version = job.context_version, attempt = job.attempts, "sleep job started");
-    emit("running", json!({"attempt": job.attempts, "context_version": job.context_version}));
+    emit(
+        "running",
+        json!({"attempt": job.attempts, "context_version": job.context_version}),
+    );
 
     let (outcome, tokens) = run_job_inner(&state, &claimed, cancel).await;
-    state.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&job.id);
+    state
+        .running
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&job.id);
     let seconds = started.elapsed().as_secs_f64();
-    state.metrics.job_finished(outcome.0, seconds, u64::try_from(tokens.total()).unwrap_or(0));
+    state.metrics.job_finished(
+        outcome.0,
+        seconds,
+        u64::try_from(tokens.total()).unwrap_or(0),
+    );
     tracing::info!(job = %job.id, outcome = outcome.0, seconds, tokens = tokens.total(), "sleep job ended");
     emit(outcome.0, outcome.1);
 }
@@ -245,29 +309,52 @@ async fn run_job_inner(
     let job = &claimed.job;
     let lease = &claimed.lease;
     let cfg = &state.config.scheduler;
-    let ctx = match state.store.get_context(&job.tenant_id, &job.context_id).await {
+    let ctx = match state
+        .store
+        .get_context(&job.tenant_id, &job.context_id)
+        .await
+    {
         Ok(ctx) if ctx.version == job.context_version => ctx,
         Ok(_) | Err(StoreError::NotFound) => {
-            return (("superseded", json!({"reason": "the context changed or was deleted"})), TokenUsage::default())
+            return (
+                (
+                    "superseded",
+                    json!({"reason": "the context changed or was deleted"}),
+                ),
+                TokenUsage::default(),
+            )
         }
         Err(e) => {
             let _ = state.store.release_job(lease).await;
-            return (("released", json!({"reason": e.to_string()})), TokenUsage::default());
+            return (
+                ("released", json!({"reason": e.to_string()})),
+                TokenUsage::default(),
+            );
         }
     };
     let allowance = match allowance(state, &job.context_id).await {
         Ok(a) => a,
         Err(e) => {
             let _ = state.store.release_job(lease).await;
-            return (("released", json!({"reason": e.to_string()})), TokenUsage::default());
+            return (
+                ("released", json!({"reason": e.to_string()})),
+                TokenUsage::default(),
+            );
         }
     };
     if allowance == Some(0) {
         let msg = format!("{BUDGET_EXHAUSTED}: the per-context or global sleep-time budget for this window is spent");
-        let _ = state.store.fail_job(lease, &msg, TokenUsage::default(), None).await;
+        let _ = state
+            .store
+            .fail_job(lease, &msg, TokenUsage::default(), None)
+            .await;
         return (("failed", json!({"error": msg})), TokenUsage::default());
     }
-    let backend = Arc::new(SleepBackend::new(state.backend.clone(), state.gate.clone(), allowance));
+    let backend = Arc::new(SleepBackend::new(
+        state.backend.clone(),
+        state.gate.clone(),
+        allowance,
+    ));
     let progress = JobProgress {
         state: state.clone(),
         job_id: job.id.clone(),
@@ -283,12 +370,19 @@ async fn run_job_inner(
         let learn_cfg = LearnConfig {
             k: sleep_cfg.k.max(1),
             combine: sleep_cfg.program.combine(),
-            budget: SleepBudget { max_tokens_per_step: sleep_cfg.max_tokens_per_step, ..SleepBudget::default() },
+            budget: SleepBudget {
+                max_tokens_per_step: sleep_cfg.max_tokens_per_step,
+                ..SleepBudget::default()
+            },
             ..LearnConfig::default()
         };
         let learned = learn(program.as_ref(), &*backend, &context, &learn_cfg, &progress).await?;
         // Prefill c + c' now, so queries pay only for the question.
-        let input = AnswerInput { context: Some(context.text()), learned: Some(&learned.text), question: None };
+        let input = AnswerInput {
+            context: Some(context.text()),
+            learned: Some(&learned.text),
+            question: None,
+        };
         let prefix = match Answerer::new(&*backend, answer_cfg).prepare(&input).await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -344,17 +438,30 @@ async fn run_job_inner(
             };
             match state.store.finish_job(lease, new).await {
                 Ok(rec) => (
-                    ("succeeded", json!({"learned_id": rec.id, "learned_version": rec.version, "tokens": used.total()})),
+                    (
+                        "succeeded",
+                        json!({"learned_id": rec.id, "learned_version": rec.version, "tokens": used.total()}),
+                    ),
                     used,
                 ),
-                Err(StoreError::Superseded) => (("superseded", json!({"tokens": used.total()})), used),
+                Err(StoreError::Superseded) => {
+                    (("superseded", json!({"tokens": used.total()})), used)
+                }
                 Err(StoreError::LeaseLost) => {
                     record_spent().await;
                     (("superseded", json!({"tokens": used.total()})), used)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "publishing the learned context failed");
-                    let _ = state.store.fail_job(lease, &format!("could not store the result: {e}"), used, retry_at).await;
+                    let _ = state
+                        .store
+                        .fail_job(
+                            lease,
+                            &format!("could not store the result: {e}"),
+                            used,
+                            retry_at,
+                        )
+                        .await;
                     (("failed", json!({"error": e.to_string()})), used)
                 }
             }
@@ -364,12 +471,26 @@ async fn run_job_inner(
             let transient = !message.contains(BUDGET_EXHAUSTED)
                 && matches!(
                     err.model_error().map(|m| m.kind()),
-                    Some(ModelErrorKind::Timeout | ModelErrorKind::Unreachable | ModelErrorKind::Backend)
+                    Some(
+                        ModelErrorKind::Timeout
+                            | ModelErrorKind::Unreachable
+                            | ModelErrorKind::Backend
+                    )
                 );
-            match state.store.fail_job(lease, &message, used, if transient { retry_at } else { None }).await {
-                Ok(j) if j.status == sleeptime_store::JobStatus::Pending => {
-                    (("retrying", json!({"error": message, "retry_at": j.due_at})), used)
-                }
+            match state
+                .store
+                .fail_job(
+                    lease,
+                    &message,
+                    used,
+                    if transient { retry_at } else { None },
+                )
+                .await
+            {
+                Ok(j) if j.status == sleeptime_store::JobStatus::Pending => (
+                    ("retrying", json!({"error": message, "retry_at": j.due_at})),
+                    used,
+                ),
                 Ok(_) => (("failed", json!({"error": message})), used),
                 Err(_) => {
                     record_spent().await;
@@ -384,7 +505,8 @@ async fn run_job_inner(
         }
         Stop::LeaseLost | Stop::Cancelled => {
             record_spent().await;
-            if state.parking.load(Ordering::SeqCst) && state.store.release_job(lease).await.is_ok() {
+            if state.parking.load(Ordering::SeqCst) && state.store.release_job(lease).await.is_ok()
+            {
                 (("released", json!({"reason": "shutdown"})), used)
             } else {
                 (("superseded", json!({"tokens": used.total()})), used)

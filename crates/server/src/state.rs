@@ -51,7 +51,9 @@ impl AppState {
         store: Arc<dyn Store>,
         shutdown: watch::Receiver<bool>,
     ) -> StoreResult<Arc<Self>> {
-        let default_tenant = store.ensure_tenant(&config.auth.default_tenant, &config.auth.default_tenant).await?;
+        let default_tenant = store
+            .ensure_tenant(&config.auth.default_tenant, &config.auth.default_tenant)
+            .await?;
         for k in &config.auth.keys {
             store.ensure_tenant(&k.tenant, &k.tenant).await?;
             store.add_api_key(&k.tenant, &k.key, "config").await?;
@@ -77,13 +79,21 @@ impl AppState {
     /// A job request that becomes due once the context has been quiet for the idle period.
     pub fn idle_enqueue(&self) -> Enqueue {
         Enqueue {
-            due_at: sleeptime_store::now_ms() + i64::try_from(self.config.scheduler.idle.as_millis()).unwrap_or(i64::MAX),
+            due_at: sleeptime_store::now_ms()
+                + i64::try_from(self.config.scheduler.idle.as_millis()).unwrap_or(i64::MAX),
             trigger: JobTrigger::Idle,
             max_attempts: self.config.scheduler.max_attempts,
         }
     }
 
-    pub fn emit(&self, job_id: &str, context_id: &str, tenant_id: &str, event: &str, data: serde_json::Value) {
+    pub fn emit(
+        &self,
+        job_id: &str,
+        context_id: &str,
+        tenant_id: &str,
+        event: &str,
+        data: serde_json::Value,
+    ) {
         let _ = self.events.send(JobEvent {
             job_id: job_id.to_owned(),
             context_id: context_id.to_owned(),
@@ -96,7 +106,10 @@ impl AppState {
     /// Stop the sleep work running here for `context_id` (its job was superseded or
     /// cancelled), so no tokens go to stale text.
     pub fn cancel_context_work(&self, context_id: &str) {
-        let running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (ctx, cancel) in running.values() {
             if ctx == context_id {
                 cancel.notify_one();

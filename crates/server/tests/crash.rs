@@ -33,13 +33,24 @@ async fn crash_child_server() {
     let (Ok(db), Ok(addr_file)) = (std::env::var(DB_ENV), std::env::var(ADDR_ENV)) else {
         return;
     };
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_sqlite(std::path::Path::new(&db)).await.expect("store"));
+    let store: Arc<dyn Store> = Arc::new(
+        SqlStore::open_sqlite(std::path::Path::new(&db))
+            .await
+            .expect("store"),
+    );
     let backend = ScriptedBackend::new()
-        .on("[trigger_rethink_memory]", "<rethink_memory>child notes</rethink_memory>")
+        .on(
+            "[trigger_rethink_memory]",
+            "<rethink_memory>child notes</rethink_memory>",
+        )
         .delay(Duration::from_secs(2));
     let backend: SharedBackend = Arc::new(backend);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let server = sleeptime_server::Server::start(slow_config(), backend, store, listener).await.expect("start");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = sleeptime_server::Server::start(slow_config(), backend, store, listener)
+        .await
+        .expect("start");
     std::fs::write(&addr_file, server.addr.to_string()).expect("write addr");
     std::future::pending::<()>().await;
 }
@@ -66,7 +77,10 @@ async fn killed_server_job_is_rerun_exactly_once() {
                 break a;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "child server did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "child server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let client = reqwest::Client::new();
@@ -96,7 +110,10 @@ async fn killed_server_job_is_rerun_exactly_once() {
         if j["status"] == "running" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "job never started: {j}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never started: {j}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // kill -9 in the middle of the job.
@@ -105,15 +122,40 @@ async fn killed_server_job_is_rerun_exactly_once() {
 
     let store = Arc::new(SqlStore::open_sqlite(&db).await.expect("reopen"));
     let job = store.get_job("alice", &job_id).await.expect("job");
-    assert_eq!((job.status, job.attempts), (JobStatus::Running, 1), "the dead process still holds the lease");
-    assert!(store.current_learned("alice", &id).await.expect("current").is_none(), "nothing half-written is visible");
-    let opts = Options { config: slow_config(), ..Options::default() };
+    assert_eq!(
+        (job.status, job.attempts),
+        (JobStatus::Running, 1),
+        "the dead process still holds the lease"
+    );
+    assert!(
+        store
+            .current_learned("alice", &id)
+            .await
+            .expect("current")
+            .is_none(),
+        "nothing half-written is visible"
+    );
+    let opts = Options {
+        config: slow_config(),
+        ..Options::default()
+    };
     let mut h = start_with_store(opts, store.clone(), tempfile::tempdir().expect("dir")).await;
     let learned = h.wait_learned(ALICE, &id).await;
     assert_eq!(learned["status"], "ready", "{learned}");
     let job = store.get_job("alice", &job_id).await.expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 2));
-    let (_, hist) = h.send("GET", &format!("/v1/contexts/{id}/learned/history"), Some(ALICE), None).await;
-    assert_eq!(hist["data"].as_array().map(Vec::len), Some(1), "completed exactly once: {hist}");
+    let (_, hist) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/learned/history"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    assert_eq!(
+        hist["data"].as_array().map(Vec::len),
+        Some(1),
+        "completed exactly once: {hist}"
+    );
     h.shutdown().await;
 }

@@ -13,7 +13,9 @@ use sleeptime_store::{JobStatus, Store};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_lifecycle_create_learn_ask() {
     let mut h = start(Options::default()).await;
-    let ctx = h.create(ALICE, "Alice has 3 apples. She doubles them.").await;
+    let ctx = h
+        .create(ALICE, "Alice has 3 apples. She doubles them.")
+        .await;
     let id = ctx["id"].as_str().expect("id").to_owned();
     assert_eq!(ctx["version"], 1);
     assert_eq!(ctx["sleep_job"]["status"], "pending");
@@ -25,26 +27,52 @@ async fn full_lifecycle_create_learn_ask() {
     assert_eq!(learned["learned"]["context_version"], 1);
     assert_eq!(learned["learned"]["text"], LEARNED_NOTES);
     assert_eq!(learned["learned"]["model"]["name"], "scripted");
-    assert!(learned["learned"]["program"].as_str().is_some_and(|p| p.starts_with("rethink@v")));
-    assert!(learned["learned"]["usage"]["total_tokens"].as_i64().is_some_and(|t| t > 0));
+    assert!(learned["learned"]["program"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("rethink@v")));
+    assert!(learned["learned"]["usage"]["total_tokens"]
+        .as_i64()
+        .is_some_and(|t| t > 0));
 
     let (s, ans) = h
-        .send("POST", &format!("/v1/contexts/{id}/ask"), Some(ALICE), Some(json!({"question": "How many apples now?", "budget": 32})))
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/ask"),
+            Some(ALICE),
+            Some(json!({"question": "How many apples now?", "budget": 32})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "learned");
     assert_eq!(ans["learned"]["version"], 1);
     assert_eq!(ans["context_version"], 1);
     assert_eq!(ans["number"], 6.0);
-    assert!(ans["usage"]["cached_tokens"].as_i64().is_some_and(|c| c > 0), "prefix prepared at sleep time is reused: {ans}");
+    assert!(
+        ans["usage"]["cached_tokens"]
+            .as_i64()
+            .is_some_and(|c| c > 0),
+        "prefix prepared at sleep time is reused: {ans}"
+    );
 
     // Jobs, usage ledger, SSE of a finished job, metrics.
-    let (_, jobs) = h.send("GET", &format!("/v1/contexts/{id}/jobs"), Some(ALICE), None).await;
+    let (_, jobs) = h
+        .send("GET", &format!("/v1/contexts/{id}/jobs"), Some(ALICE), None)
+        .await;
     assert_eq!(jobs["data"][0]["status"], "succeeded");
     let job_id = jobs["data"][0]["id"].as_str().expect("job id").to_owned();
     let (_, usage) = h.send("GET", "/v1/usage", Some(ALICE), None).await;
-    assert!(usage["sleep"]["total_tokens"].as_i64().is_some_and(|t| t > 0), "{usage}");
-    assert!(usage["test"]["total_tokens"].as_i64().is_some_and(|t| t > 0), "{usage}");
+    assert!(
+        usage["sleep"]["total_tokens"]
+            .as_i64()
+            .is_some_and(|t| t > 0),
+        "{usage}"
+    );
+    assert!(
+        usage["test"]["total_tokens"]
+            .as_i64()
+            .is_some_and(|t| t > 0),
+        "{usage}"
+    );
     let sse = h
         .client
         .get(format!("{}/v1/jobs/{job_id}/events", h.base))
@@ -52,11 +80,32 @@ async fn full_lifecycle_create_learn_ask() {
         .send()
         .await
         .expect("sse");
-    assert!(sse.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
-    let body = tokio::time::timeout(Duration::from_secs(5), sse.text()).await.expect("stream ends").expect("text");
+    assert!(sse.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/event-stream"));
+    let body = tokio::time::timeout(Duration::from_secs(5), sse.text())
+        .await
+        .expect("stream ends")
+        .expect("text");
     assert!(body.contains("event: succeeded"), "{body}");
-    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.expect("metrics").text().await.expect("text");
-    for name in ["sleeptime_sleep_tokens_total", "sleeptime_test_tokens_total", "sleeptime_queue_depth", "sleeptime_query_latency_seconds_bucket", "sleeptime_job_duration_seconds_count", "sleeptime_estimated_tokens_saved_total"] {
+    let metrics = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "sleeptime_sleep_tokens_total",
+        "sleeptime_test_tokens_total",
+        "sleeptime_queue_depth",
+        "sleeptime_query_latency_seconds_bucket",
+        "sleeptime_job_duration_seconds_count",
+        "sleeptime_estimated_tokens_saved_total",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     let (s, _) = h.send("GET", "/healthz", None, None).await;
@@ -65,31 +114,87 @@ async fn full_lifecycle_create_learn_ask() {
     assert_eq!(s, StatusCode::OK);
 
     // Versions and history.
-    let (s, v) = h.send("POST", &format!("/v1/contexts/{id}/append"), Some(ALICE), Some(json!({"text": "Then she eats one."}))).await;
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/append"),
+            Some(ALICE),
+            Some(json!({"text": "Then she eats one."})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["version"], 2);
-    assert_eq!(v["text"], "Alice has 3 apples. She doubles them.\nThen she eats one.");
-    let (_, versions) = h.send("GET", &format!("/v1/contexts/{id}/versions?limit=1"), Some(ALICE), None).await;
+    assert_eq!(
+        v["text"],
+        "Alice has 3 apples. She doubles them.\nThen she eats one."
+    );
+    let (_, versions) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/versions?limit=1"),
+            Some(ALICE),
+            None,
+        )
+        .await;
     assert_eq!(versions["data"][0]["version"], 2);
     assert_eq!(versions["has_more"], true);
-    let (_, v1) = h.send("GET", &format!("/v1/contexts/{id}/versions/1"), Some(ALICE), None).await;
+    let (_, v1) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/versions/1"),
+            Some(ALICE),
+            None,
+        )
+        .await;
     assert_eq!(v1["text"], "Alice has 3 apples. She doubles them.");
     let learned = h.wait_learned(ALICE, &id).await;
-    assert_eq!((learned["status"].as_str(), learned["learned"]["context_version"].as_i64()), (Some("ready"), Some(2)));
-    let (_, hist) = h.send("GET", &format!("/v1/contexts/{id}/learned/history"), Some(ALICE), None).await;
-    let statuses: Vec<_> = hist["data"].as_array().expect("list").iter().map(|l| (l["version"].clone(), l["status"].clone())).collect();
-    assert_eq!(statuses, vec![(json!(2), json!("ready")), (json!(1), json!("stale"))]);
+    assert_eq!(
+        (
+            learned["status"].as_str(),
+            learned["learned"]["context_version"].as_i64()
+        ),
+        (Some("ready"), Some(2))
+    );
+    let (_, hist) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/learned/history"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    let statuses: Vec<_> = hist["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|l| (l["version"].clone(), l["status"].clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![(json!(2), json!("ready")), (json!(1), json!("stale"))]
+    );
 
     // Manual trigger with wait relearns.
-    let (s, job) = h.send("POST", &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"), Some(ALICE), None).await;
+    let (s, job) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"),
+            Some(ALICE),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["trigger"], "manual");
 
     // Delete.
-    let (s, _) = h.send("DELETE", &format!("/v1/contexts/{id}"), Some(ALICE), None).await;
+    let (s, _) = h
+        .send("DELETE", &format!("/v1/contexts/{id}"), Some(ALICE), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, body) = h.send("GET", &format!("/v1/contexts/{id}"), Some(ALICE), None).await;
+    let (s, body) = h
+        .send("GET", &format!("/v1/contexts/{id}"), Some(ALICE), None)
+        .await;
     assert_error(s, &body, 404, "not_found");
     h.shutdown().await;
 }
@@ -97,15 +202,31 @@ async fn full_lifecycle_create_learn_ask() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_without_learned_context_falls_back_and_says_so() {
     let mut h = start(Options::default()).await;
-    let (s, ctx) = h.send("POST", "/v1/contexts", Some(ALICE), Some(json!({"text": "Bob has 2 pears.", "sleep": false}))).await;
+    let (s, ctx) = h
+        .send(
+            "POST",
+            "/v1/contexts",
+            Some(ALICE),
+            Some(json!({"text": "Bob has 2 pears.", "sleep": false})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(ctx["sleep_job"].is_null());
     let id = ctx["id"].as_str().expect("id");
-    let (s, ans) = h.send("POST", &format!("/v1/contexts/{id}/ask"), Some(ALICE), Some(json!({"question": "How many?"}))).await;
+    let (s, ans) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/ask"),
+            Some(ALICE),
+            Some(json!({"question": "How many?"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "fallback");
     assert!(ans["learned"].is_null());
-    assert!(ans["note"].as_str().is_some_and(|n| n.contains("no learned context")));
+    assert!(ans["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("no learned context")));
     let learned = h.wait_learned(ALICE, id).await;
     assert_eq!(learned["status"], "none");
     h.shutdown().await;
@@ -115,9 +236,16 @@ async fn ask_without_learned_context_falls_back_and_says_so() {
 async fn supersede_on_change_wastes_nothing_on_stale_text() {
     // Every sleep step takes 200 ms and the model never finishes on its own (10 rewrites).
     let scripted = ScriptedBackend::new()
-        .on("[trigger_rethink_memory]", "<rethink_memory>notes</rethink_memory>")
+        .on(
+            "[trigger_rethink_memory]",
+            "<rethink_memory>notes</rethink_memory>",
+        )
         .fallback("The answer is 1.");
-    let mut opts = Options { scripted, sleep_delay: Duration::from_millis(200), ..Options::default() };
+    let mut opts = Options {
+        scripted,
+        sleep_delay: Duration::from_millis(200),
+        ..Options::default()
+    };
     opts.config.scheduler.idle = Duration::from_millis(300);
     opts.config.sleep.settings.max_rethinks = 4;
     let mut h = start(opts).await;
@@ -126,38 +254,82 @@ async fn supersede_on_change_wastes_nothing_on_stale_text() {
     let ctx = h.create(ALICE, "version one text").await;
     let id = ctx["id"].as_str().expect("id").to_owned();
     let first_job = ctx["sleep_job"]["id"].as_str().expect("job").to_owned();
-    let (s, v) = h.send("PUT", &format!("/v1/contexts/{id}"), Some(ALICE), Some(json!({"text": "version two text"}))).await;
+    let (s, v) = h
+        .send(
+            "PUT",
+            &format!("/v1/contexts/{id}"),
+            Some(ALICE),
+            Some(json!({"text": "version two text"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["superseded_jobs"], json!([first_job]));
-    let (_, j) = h.send("GET", &format!("/v1/jobs/{first_job}"), Some(ALICE), None).await;
+    let (_, j) = h
+        .send("GET", &format!("/v1/jobs/{first_job}"), Some(ALICE), None)
+        .await;
     assert_eq!(j["status"], "superseded");
-    assert_eq!(j["usage"]["total_tokens"], 0, "no tokens spent on the superseded version");
+    assert_eq!(
+        j["usage"]["total_tokens"], 0,
+        "no tokens spent on the superseded version"
+    );
 
     // A change while the job runs: it stops, and no c' of the old text is ever published.
     let second_job = v["sleep_job"]["id"].as_str().expect("job").to_owned();
-    let (_, j) = h.send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None).await;
+    let (_, j) = h
+        .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
+        .await;
     assert_eq!(j["status"], "pending");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, j) = h.send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None).await;
+        let (_, j) = h
+            .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
+            .await;
         if j["status"] == "running" {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "job never started: {j}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never started: {j}"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let (s, v3) = h.send("PUT", &format!("/v1/contexts/{id}"), Some(ALICE), Some(json!({"text": "version three text"}))).await;
+    let (s, v3) = h
+        .send(
+            "PUT",
+            &format!("/v1/contexts/{id}"),
+            Some(ALICE),
+            Some(json!({"text": "version three text"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v3["superseded_jobs"], json!([second_job]));
-    let (_, j) = h.send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None).await;
+    let (_, j) = h
+        .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
+        .await;
     assert_eq!(j["status"], "superseded");
     let learned = h.wait_learned(ALICE, &id).await;
     assert_eq!(learned["status"], "ready", "{learned}");
     assert_eq!(learned["learned"]["context_version"], 3);
-    let (_, hist) = h.send("GET", &format!("/v1/contexts/{id}/learned/history"), Some(ALICE), None).await;
-    assert_eq!(hist["data"].as_array().map(Vec::len), Some(1), "only version 3 was ever learned: {hist}");
+    let (_, hist) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/learned/history"),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    assert_eq!(
+        hist["data"].as_array().map(Vec::len),
+        Some(1),
+        "only version 3 was ever learned: {hist}"
+    );
     // The cancelled run stopped promptly: at most one more step of version two after the change.
-    let v2_steps = h.backend.calls().iter().filter(|c| c.text.contains("version two text")).count();
+    let v2_steps = h
+        .backend
+        .calls()
+        .iter()
+        .filter(|c| c.text.contains("version two text"))
+        .count();
     assert!(v2_steps <= 2, "{v2_steps} sleep steps spent on version two");
     h.shutdown().await;
 }
@@ -167,7 +339,9 @@ async fn auth_and_tenant_isolation() {
     let mut h = start(Options::default()).await;
     let (s, body) = h.send("GET", "/v1/contexts", None, None).await;
     assert_error(s, &body, 401, "invalid_api_key");
-    let (s, body) = h.send("GET", "/v1/contexts", Some("key-nobody-000000"), None).await;
+    let (s, body) = h
+        .send("GET", "/v1/contexts", Some("key-nobody-000000"), None)
+        .await;
     assert_error(s, &body, 401, "invalid_api_key");
     let (s, body) = h
         .client
@@ -185,8 +359,16 @@ async fn auth_and_tenant_isolation() {
     let job = ctx["sleep_job"]["id"].as_str().expect("job").to_owned();
     for (method, path, body) in [
         ("GET", format!("/v1/contexts/{id}"), None),
-        ("PUT", format!("/v1/contexts/{id}"), Some(json!({"text": "hijacked"}))),
-        ("POST", format!("/v1/contexts/{id}/append"), Some(json!({"text": "hijacked"}))),
+        (
+            "PUT",
+            format!("/v1/contexts/{id}"),
+            Some(json!({"text": "hijacked"})),
+        ),
+        (
+            "POST",
+            format!("/v1/contexts/{id}/append"),
+            Some(json!({"text": "hijacked"})),
+        ),
         ("DELETE", format!("/v1/contexts/{id}"), None),
         ("GET", format!("/v1/contexts/{id}/versions"), None),
         ("GET", format!("/v1/contexts/{id}/versions/1"), None),
@@ -194,7 +376,11 @@ async fn auth_and_tenant_isolation() {
         ("GET", format!("/v1/contexts/{id}/learned/history"), None),
         ("GET", format!("/v1/contexts/{id}/jobs"), None),
         ("POST", format!("/v1/contexts/{id}/sleep"), None),
-        ("POST", format!("/v1/contexts/{id}/ask"), Some(json!({"question": "what?"}))),
+        (
+            "POST",
+            format!("/v1/contexts/{id}/ask"),
+            Some(json!({"question": "what?"})),
+        ),
         ("GET", format!("/v1/jobs/{job}"), None),
         ("GET", format!("/v1/jobs/{job}/events"), None),
     ] {
@@ -216,9 +402,14 @@ async fn auth_and_tenant_isolation() {
     let (_, list) = h.send("GET", "/v1/contexts", Some(BOB), None).await;
     assert_eq!(list["data"], json!([]));
     // Alice's context is untouched.
-    let (s, mine) = h.send("GET", &format!("/v1/contexts/{id}"), Some(ALICE), None).await;
+    let (s, mine) = h
+        .send("GET", &format!("/v1/contexts/{id}"), Some(ALICE), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!((mine["version"].as_i64(), mine["text"].as_str()), (Some(1), Some("Alice's private notes: 3 apples.")));
+    assert_eq!(
+        (mine["version"].as_i64(), mine["text"].as_str()),
+        (Some(1), Some("Alice's private notes: 3 apples."))
+    );
     h.shutdown().await;
 }
 
@@ -227,7 +418,14 @@ async fn bad_input_corpus_is_refused_clearly_and_changes_nothing() {
     let mut opts = Options::default();
     opts.config.answer.timeout = Duration::from_millis(500);
     let mut h = start(opts).await;
-    let (s, ctx) = h.send("POST", "/v1/contexts", Some(ALICE), Some(json!({"text": "Original text.", "sleep": false}))).await;
+    let (s, ctx) = h
+        .send(
+            "POST",
+            "/v1/contexts",
+            Some(ALICE),
+            Some(json!({"text": "Original text.", "sleep": false})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = ctx["id"].as_str().expect("id").to_owned();
     let put = format!("/v1/contexts/{id}");
@@ -289,8 +487,13 @@ async fn bad_input_corpus_is_refused_clearly_and_changes_nothing() {
     let (_, list) = h.send("GET", "/v1/contexts", Some(ALICE), None).await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
     let (_, c) = h.send("GET", &put, Some(ALICE), None).await;
-    assert_eq!((c["version"].as_i64(), c["text"].as_str()), (Some(1), Some("Original text.")));
-    let (_, jobs) = h.send("GET", &format!("/v1/contexts/{id}/jobs"), Some(ALICE), None).await;
+    assert_eq!(
+        (c["version"].as_i64(), c["text"].as_str()),
+        (Some(1), Some("Original text."))
+    );
+    let (_, jobs) = h
+        .send("GET", &format!("/v1/contexts/{id}/jobs"), Some(ALICE), None)
+        .await;
     assert_eq!(jobs["data"], json!([]));
     // The failed and timed-out queries charged nothing to the ledger.
     let (_, usage) = h.send("GET", "/v1/usage", Some(ALICE), None).await;
@@ -307,12 +510,21 @@ async fn failing_backend_fails_the_job_with_its_error() {
             "model refused the request",
         )),
     );
-    let mut h = start(Options { scripted, ..Options::default() }).await;
+    let mut h = start(Options {
+        scripted,
+        ..Options::default()
+    })
+    .await;
     let ctx = h.create(ALICE, "some text").await;
     let id = ctx["id"].as_str().expect("id");
     let learned = h.wait_learned(ALICE, id).await;
     assert_eq!(learned["status"], "failed", "{learned}");
-    assert!(learned["job"]["error"].as_str().is_some_and(|e| e.contains("model refused")), "{learned}");
+    assert!(
+        learned["job"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("model refused")),
+        "{learned}"
+    );
     h.shutdown().await;
 }
 
@@ -320,7 +532,10 @@ async fn failing_backend_fails_the_job_with_its_error() {
 async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     // Continuous sleep load: several contexts, 10 slow steps each; queries take 80 ms.
     let scripted = ScriptedBackend::new()
-        .on("[trigger_rethink_memory]", "<rethink_memory>notes</rethink_memory>")
+        .on(
+            "[trigger_rethink_memory]",
+            "<rethink_memory>notes</rethink_memory>",
+        )
         .fallback("The answer is 1.");
     let mut opts = Options {
         scripted,
@@ -333,7 +548,13 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     let mut h = start(opts).await;
     let mut ids = Vec::new();
     for i in 0..4 {
-        ids.push(h.create(ALICE, &format!("context number {i} with facts")).await["id"].as_str().expect("id").to_owned());
+        ids.push(
+            h.create(ALICE, &format!("context number {i} with facts"))
+                .await["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
     }
     // Let sleep work get going.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -341,7 +562,14 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     for i in 0..12 {
         let id = &ids[i % ids.len()];
         let t = std::time::Instant::now();
-        let (s, a) = h.send("POST", &format!("/v1/contexts/{id}/ask"), Some(ALICE), Some(json!({"question": format!("q{i}?"), "budget": 8}))).await;
+        let (s, a) = h
+            .send(
+                "POST",
+                &format!("/v1/contexts/{id}/ask"),
+                Some(ALICE),
+                Some(json!({"question": format!("q{i}?"), "budget": 8})),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{a}");
         lat.push(t.elapsed());
         tokio::time::sleep(Duration::from_millis(40)).await;
@@ -349,7 +577,11 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     let calls = h.backend.calls();
     let queries: Vec<_> = calls.iter().filter(|c| c.kind == CallKind::Query).collect();
     let sleeps: Vec<_> = calls.iter().filter(|c| c.kind == CallKind::Sleep).collect();
-    assert!(sleeps.len() >= 10, "there was sleep load ({} steps)", sleeps.len());
+    assert!(
+        sleeps.len() >= 10,
+        "there was sleep load ({} steps)",
+        sleeps.len()
+    );
     for q in &queries {
         for s in &sleeps {
             assert!(
@@ -358,7 +590,15 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
             );
         }
     }
-    let metrics = h.client.get(format!("{}/metrics", h.base)).send().await.expect("m").text().await.expect("t");
+    let metrics = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
     let yields: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("sleeptime_sleep_yields_total "))
@@ -367,31 +607,59 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     assert!(yields > 0, "sleep work yielded to queries");
     // A query waits at most for one sleep step already under way, not for the sleep job.
     let worst = lat.iter().max().copied().unwrap_or_default();
-    assert!(worst < Duration::from_millis(1500), "worst query latency {worst:?}");
+    assert!(
+        worst < Duration::from_millis(1500),
+        "worst query latency {worst:?}"
+    );
     h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_worker_job_is_rerun_once_after_its_lease_expires() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = std::sync::Arc::new(sleeptime_store::SqlStore::open_sqlite(&dir.path().join("db.sqlite")).await.expect("store"));
+    let store = std::sync::Arc::new(
+        sleeptime_store::SqlStore::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .expect("store"),
+    );
     // A worker of an earlier process claimed the job and died without finishing.
     store.ensure_tenant("alice", "alice").await.expect("tenant");
     let change = store
         .create_context(
             "alice",
-            sleeptime_store::NewContext { name: None, body: sleeptime_store::ContextBody::Text("Alice has 3 apples.".into()) },
-            Some(sleeptime_store::Enqueue { due_at: 0, trigger: sleeptime_store::JobTrigger::Idle, max_attempts: 3 }),
+            sleeptime_store::NewContext {
+                name: None,
+                body: sleeptime_store::ContextBody::Text("Alice has 3 apples.".into()),
+            },
+            Some(sleeptime_store::Enqueue {
+                due_at: 0,
+                trigger: sleeptime_store::JobTrigger::Idle,
+                max_attempts: 3,
+            }),
         )
         .await
         .expect("create");
-    let dead = store.claim_job(Duration::from_millis(700)).await.expect("claim").expect("job");
+    let dead = store
+        .claim_job(Duration::from_millis(700))
+        .await
+        .expect("claim")
+        .expect("job");
     let mut h = start_with_store(Options::default(), store.clone(), dir).await;
     let id = change.context.id.clone();
     // Not taken over while the lease holds.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, j) = h.send("GET", &format!("/v1/jobs/{}", dead.job.id), Some(ALICE), None).await;
-    assert_eq!((j["status"].as_str(), j["attempts"].as_i64()), (Some("running"), Some(1)));
+    let (_, j) = h
+        .send(
+            "GET",
+            &format!("/v1/jobs/{}", dead.job.id),
+            Some(ALICE),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (j["status"].as_str(), j["attempts"].as_i64()),
+        (Some("running"), Some(1))
+    );
     let learned = h.wait_learned(ALICE, &id).await;
     assert_eq!(learned["status"], "ready", "{learned}");
     let job = store.get_job("alice", &dead.job.id).await.expect("job");
@@ -412,7 +680,14 @@ async fn crashed_worker_job_is_rerun_once_after_its_lease_expires() {
         )
         .await
         .is_err());
-    let (_, hist) = h.send("GET", &format!("/v1/contexts/{id}/learned/history"), Some(ALICE), None).await;
+    let (_, hist) = h
+        .send(
+            "GET",
+            &format!("/v1/contexts/{id}/learned/history"),
+            Some(ALICE),
+            None,
+        )
+        .await;
     assert_eq!(hist["data"].as_array().map(Vec::len), Some(1));
     h.shutdown().await;
 }
@@ -420,16 +695,25 @@ async fn crashed_worker_job_is_rerun_once_after_its_lease_expires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_parks_running_jobs_for_the_next_process() {
     let scripted = ScriptedBackend::new()
-        .on("[trigger_rethink_memory]", "<rethink_memory>notes</rethink_memory>")
+        .on(
+            "[trigger_rethink_memory]",
+            "<rethink_memory>notes</rethink_memory>",
+        )
         .fallback("The answer is 1.");
-    let mut opts = Options { scripted, sleep_delay: Duration::from_millis(300), ..Options::default() };
+    let mut opts = Options {
+        scripted,
+        sleep_delay: Duration::from_millis(300),
+        ..Options::default()
+    };
     opts.config.scheduler.idle = Duration::from_millis(10);
     let mut h = start(opts).await;
     let ctx = h.create(ALICE, "long job").await;
     let job_id = ctx["sleep_job"]["id"].as_str().expect("job").to_owned();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, j) = h.send("GET", &format!("/v1/jobs/{job_id}"), Some(ALICE), None).await;
+        let (_, j) = h
+            .send("GET", &format!("/v1/jobs/{job_id}"), Some(ALICE), None)
+            .await;
         if j["status"] == "running" {
             break;
         }
@@ -438,24 +722,35 @@ async fn shutdown_parks_running_jobs_for_the_next_process() {
     }
     h.shutdown().await;
     let job = h.store.get_job("alice", &job_id).await.expect("job");
-    assert_eq!((job.status, job.attempts), (JobStatus::Pending, 0), "parked for the next process, attempt not counted");
+    assert_eq!(
+        (job.status, job.attempts),
+        (JobStatus::Pending, 0),
+        "parked for the next process, attempt not counted"
+    );
     // The next process picks it up and finishes it.
     let store = h.store.clone();
     let dir = tempfile::tempdir().expect("dir");
     let mut h2 = start_with_store(Options::default(), store, dir).await;
-    let learned = h2.wait_learned(ALICE, ctx["id"].as_str().expect("id")).await;
+    let learned = h2
+        .wait_learned(ALICE, ctx["id"].as_str().expect("id"))
+        .await;
     assert_eq!(learned["status"], "ready", "{learned}");
     h2.shutdown().await;
 }
 
 fn sse_data(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))).map(str::to_owned).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_compatible_chat_completions() {
     let mut h = start(Options::default()).await;
-    let ctx = h.create(ALICE, "Alice has 3 apples. She doubles them.").await;
+    let ctx = h
+        .create(ALICE, "Alice has 3 apples. She doubles them.")
+        .await;
     let id = ctx["id"].as_str().expect("id").to_owned();
     assert_eq!(h.wait_learned(ALICE, &id).await["status"], "ready");
 
@@ -478,7 +773,12 @@ async fn openai_compatible_chat_completions() {
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["choices"][0]["message"]["content"], "The answer is 6.");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    assert!(body["usage"]["prompt_tokens_details"]["cached_tokens"].as_i64().is_some_and(|c| c > 0), "{body}");
+    assert!(
+        body["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_i64()
+            .is_some_and(|c| c > 0),
+        "{body}"
+    );
 
     // Streaming, context named in the body, usage chunk, [DONE] last.
     let resp = h
@@ -496,19 +796,36 @@ async fn openai_compatible_chat_completions() {
     let text = resp.text().await.expect("text");
     let data = sse_data(&text);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{text}");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("chunk json")).collect();
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk json"))
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(content, "The answer is 6.");
-    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "stop"));
     let usage = chunks.last().expect("usage chunk");
     assert_eq!(usage["choices"], json!([]));
-    assert!(usage["usage"]["total_tokens"].as_i64().is_some_and(|t| t > 0));
+    assert!(usage["usage"]["total_tokens"]
+        .as_i64()
+        .is_some_and(|t| t > 0));
 
     // Without a context it is a plain pass-through.
     let (s, plain) = h
-        .send("POST", "/v1/chat/completions", Some(ALICE), Some(json!({"model": "scripted", "messages": [{"role": "user", "content": "hi"}]})))
+        .send(
+            "POST",
+            "/v1/chat/completions",
+            Some(ALICE),
+            Some(json!({"model": "scripted", "messages": [{"role": "user", "content": "hi"}]})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(plain["sleeptime"]["mode"], "none");
@@ -521,20 +838,51 @@ async fn postgres_lifecycle_and_supersede() {
         eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
         return;
     };
-    let db = sleeptime_store::testing::fresh_postgres_database(&url).await.expect("database");
-    let store = std::sync::Arc::new(sleeptime_store::SqlStore::connect(&db, 8).await.expect("connect"));
-    let mut h = start_with_store(Options::default(), store, tempfile::tempdir().expect("dir")).await;
-    let ctx = h.create(ALICE, "Alice has 3 apples. She doubles them.").await;
+    let db = sleeptime_store::testing::fresh_postgres_database(&url)
+        .await
+        .expect("database");
+    let store = std::sync::Arc::new(
+        sleeptime_store::SqlStore::connect(&db, 8)
+            .await
+            .expect("connect"),
+    );
+    let mut h =
+        start_with_store(Options::default(), store, tempfile::tempdir().expect("dir")).await;
+    let ctx = h
+        .create(ALICE, "Alice has 3 apples. She doubles them.")
+        .await;
     let id = ctx["id"].as_str().expect("id").to_owned();
-    let (s, v) = h.send("POST", &format!("/v1/contexts/{id}/append"), Some(ALICE), Some(json!({"text": "More."}))).await;
+    let (s, v) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/append"),
+            Some(ALICE),
+            Some(json!({"text": "More."})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["superseded_jobs"].as_array().map(Vec::len), Some(1));
     let learned = h.wait_learned(ALICE, &id).await;
-    assert_eq!((learned["status"].as_str(), learned["learned"]["context_version"].as_i64()), (Some("ready"), Some(2)));
-    let (s, ans) = h.send("POST", &format!("/v1/contexts/{id}/ask"), Some(ALICE), Some(json!({"question": "How many?"}))).await;
+    assert_eq!(
+        (
+            learned["status"].as_str(),
+            learned["learned"]["context_version"].as_i64()
+        ),
+        (Some("ready"), Some(2))
+    );
+    let (s, ans) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/ask"),
+            Some(ALICE),
+            Some(json!({"question": "How many?"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "learned");
-    let (s, b) = h.send("GET", &format!("/v1/contexts/{id}"), Some(BOB), None).await;
+    let (s, b) = h
+        .send("GET", &format!("/v1/contexts/{id}"), Some(BOB), None)
+        .await;
     assert_error(s, &b, 404, "not_found");
     h.shutdown().await;
 }
@@ -548,7 +896,9 @@ async fn official_openai_python_client() {
         return;
     };
     let mut h = start(Options::default()).await;
-    let ctx = h.create(ALICE, "Alice has 3 apples. She doubles them.").await;
+    let ctx = h
+        .create(ALICE, "Alice has 3 apples. She doubles them.")
+        .await;
     let id = ctx["id"].as_str().expect("id").to_owned();
     assert_eq!(h.wait_learned(ALICE, &id).await["status"], "ready");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
@@ -569,21 +919,41 @@ async fn official_openai_python_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleep_token_budget_stops_the_job_and_is_accounted() {
     let scripted = ScriptedBackend::new()
-        .on("[trigger_rethink_memory]", "<rethink_memory>notes that never end</rethink_memory>")
+        .on(
+            "[trigger_rethink_memory]",
+            "<rethink_memory>notes that never end</rethink_memory>",
+        )
         .fallback("The answer is 1.");
-    let mut opts = Options { scripted, ..Options::default() };
+    let mut opts = Options {
+        scripted,
+        ..Options::default()
+    };
     opts.config.scheduler.context_budget_tokens = Some(5);
     let mut h = start(opts).await;
     let ctx = h.create(ALICE, "a context with several words in it").await;
     let id = ctx["id"].as_str().expect("id").to_owned();
     let learned = h.wait_learned(ALICE, &id).await;
     assert_eq!(learned["status"], "failed", "{learned}");
-    assert!(learned["job"]["error"].as_str().is_some_and(|e| e.contains("budget")), "{learned}");
-    let spent = learned["job"]["usage"]["total_tokens"].as_i64().expect("tokens");
+    assert!(
+        learned["job"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("budget")),
+        "{learned}"
+    );
+    let spent = learned["job"]["usage"]["total_tokens"]
+        .as_i64()
+        .expect("tokens");
     assert!(spent > 0, "the tokens spent before the stop are recorded");
     // Budget spent: a manual trigger fails at once without calling the model.
     let calls_before = h.backend.calls().len();
-    let (s, job) = h.send("POST", &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"), Some(ALICE), None).await;
+    let (s, job) = h
+        .send(
+            "POST",
+            &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"),
+            Some(ALICE),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "failed");
     assert_eq!(h.backend.calls().len(), calls_before);

@@ -136,7 +136,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<ContextChange>;
     async fn get_context(&self, tenant_id: &str, id: &str) -> StoreResult<ContextRecord>;
     /// Contexts in creation order.
-    async fn list_contexts(&self, tenant_id: &str, page: &PageRequest) -> StoreResult<Page<ContextRecord>>;
+    async fn list_contexts(
+        &self,
+        tenant_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ContextRecord>>;
     /// Replace or append; bumps the version, supersedes older jobs, stales older learned
     /// contexts, and optionally enqueues a job for the new version, in one transaction.
     async fn update_context(
@@ -149,32 +153,62 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Delete a context, its versions and learned contexts; cancel its jobs (returned).
     async fn delete_context(&self, tenant_id: &str, id: &str) -> StoreResult<Vec<String>>;
     /// Versions, newest first.
-    async fn list_versions(&self, tenant_id: &str, id: &str, page: &PageRequest) -> StoreResult<Page<ContextVersion>>;
-    async fn get_version(&self, tenant_id: &str, id: &str, version: i64) -> StoreResult<ContextVersion>;
+    async fn list_versions(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ContextVersion>>;
+    async fn get_version(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: i64,
+    ) -> StoreResult<ContextVersion>;
 
     // ---- learned contexts ----
 
     /// The newest ready learned context of the context's current version.
-    async fn current_learned(&self, tenant_id: &str, context_id: &str) -> StoreResult<Option<LearnedRecord>>;
+    async fn current_learned(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+    ) -> StoreResult<Option<LearnedRecord>>;
     /// Learned contexts, newest first.
-    async fn list_learned(&self, tenant_id: &str, context_id: &str, page: &PageRequest) -> StoreResult<Page<LearnedRecord>>;
+    async fn list_learned(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LearnedRecord>>;
 
     // ---- sleep jobs ----
 
     /// Ask for sleep work on the context's current version. An active (pending or running)
     /// job for that version is reused (a pending one becomes due no later than asked);
     /// otherwise a new job is created.
-    async fn enqueue_job(&self, tenant_id: &str, context_id: &str, sleep: Enqueue) -> StoreResult<JobRecord>;
+    async fn enqueue_job(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        sleep: Enqueue,
+    ) -> StoreResult<JobRecord>;
     async fn get_job(&self, tenant_id: &str, job_id: &str) -> StoreResult<JobRecord>;
     /// Jobs of a context, newest first.
-    async fn list_jobs(&self, tenant_id: &str, context_id: &str, page: &PageRequest) -> StoreResult<Page<JobRecord>>;
+    async fn list_jobs(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<JobRecord>>;
     /// Claim the most overdue job: a pending one whose due time has come, or a running one
     /// whose lease expired. Jobs whose lease expired `max_attempts` times are failed instead.
     async fn claim_job(&self, lease: Duration) -> StoreResult<Option<ClaimedJob>>;
     /// Extend the lease; [`StoreError::LeaseLost`] when the job is no longer this claim's.
     async fn heartbeat(&self, lease: &JobLease, duration: Duration) -> StoreResult<()>;
     /// Publish the learned context and finish the job, in one transaction.
-    async fn finish_job(&self, lease: &JobLease, learned: NewLearned) -> StoreResult<LearnedRecord>;
+    async fn finish_job(&self, lease: &JobLease, learned: NewLearned)
+        -> StoreResult<LearnedRecord>;
     /// Fail the job (or, with `retry_at` and attempts left, put it back as pending), and
     /// record the tokens it spent.
     async fn fail_job(
@@ -248,7 +282,9 @@ pub mod testing {
         sqlx::any::install_default_drivers();
         let name = format!("st_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::AnyConnection::connect(url).await?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         let (base, query) = match url.find('?') {
             Some(i) => (&url[..i], &url[i..]),

@@ -239,7 +239,11 @@ fn learned_from_row(row: &AnyRow) -> StoreResult<LearnedRecord> {
         program: row.try_get("program")?,
         model_fingerprint: row.try_get("model_fingerprint")?,
         model_name: row.try_get("model_name")?,
-        status: if status == "ready" { LearnedStatus::Ready } else { LearnedStatus::Stale },
+        status: if status == "ready" {
+            LearnedStatus::Ready
+        } else {
+            LearnedStatus::Stale
+        },
         text: row.try_get("text")?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
         usage: usage_from_row(row)?,
@@ -252,7 +256,11 @@ fn learned_from_row(row: &AnyRow) -> StoreResult<LearnedRecord> {
 fn paginate<T>(mut items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> String) -> Page<T> {
     let more = items.len() as i64 > limit;
     items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next_cursor = if more { items.last().map(cursor_of) } else { None };
+    let next_cursor = if more {
+        items.last().map(cursor_of)
+    } else {
+        None
+    };
     Page { items, next_cursor }
 }
 
@@ -294,10 +302,16 @@ impl SqlStore {
                     .after_connect(move |conn, _meta| {
                         Box::pin(async move {
                             if !memory {
-                                sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                                sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                                sqlx::query("PRAGMA journal_mode=WAL")
+                                    .execute(&mut *conn)
+                                    .await?;
+                                sqlx::query("PRAGMA synchronous=NORMAL")
+                                    .execute(&mut *conn)
+                                    .await?;
                             }
-                            sqlx::query("PRAGMA busy_timeout=10000").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA busy_timeout=10000")
+                                .execute(&mut *conn)
+                                .await?;
                             Ok(())
                         })
                     })
@@ -305,14 +319,21 @@ impl SqlStore {
                     .await?
             }
             Dialect::Postgres => {
-                AnyPoolOptions::new().max_connections(max_connections.max(2)).connect(url).await?
+                AnyPoolOptions::new()
+                    .max_connections(max_connections.max(2))
+                    .connect(url)
+                    .await?
             }
         };
         let queue_changes = match dialect {
             Dialect::Postgres => Some(start_listener(url).await),
             Dialect::Sqlite => None,
         };
-        let store = Self { pool, dialect, queue_changes };
+        let store = Self {
+            pool,
+            dialect,
+            queue_changes,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -320,8 +341,9 @@ impl SqlStore {
     /// An SQLite file store (created when missing).
     pub async fn open_sqlite(path: &std::path::Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         Self::connect(&format!("sqlite://{}", path.display()), 1).await
     }
@@ -340,7 +362,9 @@ impl SqlStore {
         let mut conn = self.pool.acquire().await?;
         if self.dialect == Dialect::Postgres {
             // Serialise concurrent starts of several processes.
-            sqlx::query("SELECT pg_advisory_lock(7317001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(7317001)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = async {
             sqlx::query(
@@ -374,7 +398,9 @@ impl SqlStore {
         }
         .await;
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7317001)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(7317001)")
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
@@ -394,13 +420,21 @@ impl SqlStore {
     /// notification when (and only if) `tx` commits; SQLite has no other processes.
     async fn notify_jobs(&self, tx: &mut Tx) -> StoreResult<()> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')").bind(JOBS_CHANNEL).execute(&mut **tx).await?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(JOBS_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
 
     /// Read and row-lock (on PostgreSQL) a context in a transaction.
-    async fn lock_context(&self, tx: &mut Tx, tenant_id: Option<&str>, id: &str) -> StoreResult<ContextRecord> {
+    async fn lock_context(
+        &self,
+        tx: &mut Tx,
+        tenant_id: Option<&str>,
+        id: &str,
+    ) -> StoreResult<ContextRecord> {
         let row = match tenant_id {
             Some(t) => {
                 sqlx::query(&format!(
@@ -413,16 +447,28 @@ impl SqlStore {
                 .await?
             }
             None => {
-                sqlx::query(&format!("SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1{}", self.for_update()))
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?
+                sqlx::query(&format!(
+                    "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1{}",
+                    self.for_update()
+                ))
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
             }
         };
-        row.as_ref().map(context_from_row).transpose()?.ok_or(StoreError::NotFound)
+        row.as_ref()
+            .map(context_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn insert_job(&self, tx: &mut Tx, ctx: &ContextRecord, sleep: &Enqueue, now: i64) -> StoreResult<JobRecord> {
+    async fn insert_job(
+        &self,
+        tx: &mut Tx,
+        ctx: &ContextRecord,
+        sleep: &Enqueue,
+        now: i64,
+    ) -> StoreResult<JobRecord> {
         let id = new_id("job");
         let row = sqlx::query(&format!(
             "INSERT INTO sleep_jobs (id, tenant_id, context_id, context_version, status, trigger_kind, due_at, attempts, max_attempts, prompt_tokens, cached_tokens, completion_tokens, created_at, updated_at)
@@ -485,7 +531,10 @@ impl SqlStore {
         .bind(&lease.token)
         .fetch_optional(&mut **tx)
         .await?;
-        row.as_ref().map(job_from_row).transpose()?.ok_or(StoreError::LeaseLost)
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::LeaseLost)
     }
 }
 
@@ -585,7 +634,11 @@ impl Store for SqlStore {
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Tenant { id: row.try_get("id")?, name: row.try_get("name")?, created_at: row.try_get("created_at")? })
+        Ok(Tenant {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        })
     }
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
@@ -594,7 +647,9 @@ impl Store for SqlStore {
 
     async fn add_api_key(&self, tenant_id: &str, key: &str, label: &str) -> StoreResult<()> {
         if key.trim().len() < 8 {
-            return Err(StoreError::Invalid("API keys must be at least 8 characters".into()));
+            return Err(StoreError::Invalid(
+                "API keys must be at least 8 characters".into(),
+            ));
         }
         let result = sqlx::query(
             "INSERT INTO api_keys (key_hash, tenant_id, label, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key_hash) DO NOTHING",
@@ -613,7 +668,9 @@ impl Store for SqlStore {
                 .await?
                 .try_get("tenant_id")?;
             if owner != tenant_id {
-                return Err(StoreError::Invalid("this API key belongs to another tenant".into()));
+                return Err(StoreError::Invalid(
+                    "this API key belongs to another tenant".into(),
+                ));
             }
         }
         Ok(())
@@ -637,12 +694,21 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|row| {
-            Ok(Tenant { id: row.try_get("id")?, name: row.try_get("name")?, created_at: row.try_get("created_at")? })
+            Ok(Tenant {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+            })
         })
         .transpose()
     }
 
-    async fn create_context(&self, tenant_id: &str, new: NewContext, sleep: Option<Enqueue>) -> StoreResult<ContextChange> {
+    async fn create_context(
+        &self,
+        tenant_id: &str,
+        new: NewContext,
+        sleep: Option<Enqueue>,
+    ) -> StoreResult<ContextChange> {
         let now = now_ms();
         let ctx = ContextRecord {
             id: new_id("ctx"),
@@ -678,19 +744,32 @@ impl Store for SqlStore {
             self.notify_jobs(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(ContextChange { context: ctx, job, superseded: Vec::new() })
+        Ok(ContextChange {
+            context: ctx,
+            job,
+            superseded: Vec::new(),
+        })
     }
 
     async fn get_context(&self, tenant_id: &str, id: &str) -> StoreResult<ContextRecord> {
-        let row = sqlx::query(&format!("SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1 AND tenant_id = $2"))
-            .bind(id)
-            .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(context_from_row).transpose()?.ok_or(StoreError::NotFound)
+        let row = sqlx::query(&format!(
+            "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(context_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn list_contexts(&self, tenant_id: &str, page: &PageRequest) -> StoreResult<Page<ContextRecord>> {
+    async fn list_contexts(
+        &self,
+        tenant_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ContextRecord>> {
         let limit = page.clamped_limit();
         let rows = sqlx::query(&format!(
             "SELECT {CONTEXT_COLS} FROM contexts WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
@@ -700,7 +779,10 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(context_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(context_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(paginate(items, limit, |c| c.id.clone()))
     }
 
@@ -716,7 +798,10 @@ impl Store for SqlStore {
         let mut ctx = self.lock_context(&mut tx, Some(tenant_id), id).await?;
         if let Some(expected) = update.if_version {
             if expected != ctx.version {
-                return Err(StoreError::VersionConflict { expected, current: ctx.version });
+                return Err(StoreError::VersionConflict {
+                    expected,
+                    current: ctx.version,
+                });
             }
         }
         ctx.body = match update.change {
@@ -769,7 +854,11 @@ impl Store for SqlStore {
             self.notify_jobs(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(ContextChange { context: ctx, job, superseded })
+        Ok(ContextChange {
+            context: ctx,
+            job,
+            superseded,
+        })
     }
 
     async fn delete_context(&self, tenant_id: &str, id: &str) -> StoreResult<Vec<String>> {
@@ -793,16 +882,26 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("DELETE FROM contexts WHERE id = $1").bind(&ctx.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM contexts WHERE id = $1")
+            .bind(&ctx.id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(cancelled)
     }
 
-    async fn list_versions(&self, tenant_id: &str, id: &str, page: &PageRequest) -> StoreResult<Page<ContextVersion>> {
+    async fn list_versions(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ContextVersion>> {
         let ctx = self.get_context(tenant_id, id).await?;
         let limit = page.clamped_limit();
         let before = match &page.cursor {
-            Some(c) => c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
             None => i64::MAX,
         };
         let rows = sqlx::query(
@@ -813,11 +912,19 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(version_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(version_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(paginate(items, limit, |v| v.version.to_string()))
     }
 
-    async fn get_version(&self, tenant_id: &str, id: &str, version: i64) -> StoreResult<ContextVersion> {
+    async fn get_version(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        version: i64,
+    ) -> StoreResult<ContextVersion> {
         let ctx = self.get_context(tenant_id, id).await?;
         let row = sqlx::query(
             "SELECT context_id, version, kind, body, hash, created_at FROM context_versions WHERE context_id = $1 AND version = $2",
@@ -826,10 +933,17 @@ impl Store for SqlStore {
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(version_from_row).transpose()?.ok_or(StoreError::NotFound)
+        row.as_ref()
+            .map(version_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn current_learned(&self, tenant_id: &str, context_id: &str) -> StoreResult<Option<LearnedRecord>> {
+    async fn current_learned(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+    ) -> StoreResult<Option<LearnedRecord>> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM learned_contexts l JOIN contexts c ON c.id = l.context_id AND c.version = l.context_version
              WHERE l.context_id = $1 AND l.tenant_id = $2 AND l.status = 'ready' ORDER BY l.version DESC LIMIT 1",
@@ -842,11 +956,18 @@ impl Store for SqlStore {
         row.as_ref().map(learned_from_row).transpose()
     }
 
-    async fn list_learned(&self, tenant_id: &str, context_id: &str, page: &PageRequest) -> StoreResult<Page<LearnedRecord>> {
+    async fn list_learned(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<LearnedRecord>> {
         let ctx = self.get_context(tenant_id, context_id).await?;
         let limit = page.clamped_limit();
         let before = match &page.cursor {
-            Some(c) => c.parse::<i64>().map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
             None => i64::MAX,
         };
         let rows = sqlx::query(&format!(
@@ -857,14 +978,24 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(learned_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(learned_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(paginate(items, limit, |l| l.version.to_string()))
     }
 
-    async fn enqueue_job(&self, tenant_id: &str, context_id: &str, sleep: Enqueue) -> StoreResult<JobRecord> {
+    async fn enqueue_job(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        sleep: Enqueue,
+    ) -> StoreResult<JobRecord> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let ctx = self.lock_context(&mut tx, Some(tenant_id), context_id).await?;
+        let ctx = self
+            .lock_context(&mut tx, Some(tenant_id), context_id)
+            .await?;
         let active = sqlx::query(&format!(
             "SELECT {JOB_COLS} FROM sleep_jobs WHERE context_id = $1 AND context_version = $2 AND status IN ('pending', 'running') ORDER BY id DESC LIMIT 1"
         ))
@@ -898,15 +1029,25 @@ impl Store for SqlStore {
     }
 
     async fn get_job(&self, tenant_id: &str, job_id: &str) -> StoreResult<JobRecord> {
-        let row = sqlx::query(&format!("SELECT {JOB_COLS} FROM sleep_jobs WHERE id = $1 AND tenant_id = $2"))
-            .bind(job_id)
-            .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()?.ok_or(StoreError::NotFound)
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM sleep_jobs WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(job_id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn list_jobs(&self, tenant_id: &str, context_id: &str, page: &PageRequest) -> StoreResult<Page<JobRecord>> {
+    async fn list_jobs(
+        &self,
+        tenant_id: &str,
+        context_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<JobRecord>> {
         let limit = page.clamped_limit();
         let before = page.cursor.clone().unwrap_or_else(|| "~".into());
         let rows = sqlx::query(&format!(
@@ -918,7 +1059,10 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         if items.is_empty() && page.cursor.is_none() {
             // Distinguish "no jobs" from "no such context" (404).
             self.get_context(tenant_id, context_id).await?;
@@ -959,7 +1103,11 @@ impl Store for SqlStore {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let job = job_from_row(&row)?;
-        let lease = JobLease { job_id: job.id.clone(), context_id: job.context_id.clone(), token };
+        let lease = JobLease {
+            job_id: job.id.clone(),
+            context_id: job.context_id.clone(),
+            token,
+        };
         Ok(Some(ClaimedJob { job, lease }))
     }
 
@@ -981,7 +1129,11 @@ impl Store for SqlStore {
         }
     }
 
-    async fn finish_job(&self, lease: &JobLease, learned: NewLearned) -> StoreResult<LearnedRecord> {
+    async fn finish_job(
+        &self,
+        lease: &JobLease,
+        learned: NewLearned,
+    ) -> StoreResult<LearnedRecord> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         // The context row first (same lock order as updates), then the job.
@@ -1059,7 +1211,13 @@ impl Store for SqlStore {
         Ok(record)
     }
 
-    async fn fail_job(&self, lease: &JobLease, error: &str, usage: TokenUsage, retry_at: Option<i64>) -> StoreResult<JobRecord> {
+    async fn fail_job(
+        &self,
+        lease: &JobLease,
+        error: &str,
+        usage: TokenUsage,
+        retry_at: Option<i64>,
+    ) -> StoreResult<JobRecord> {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let job = self.leased_job(&mut tx, lease).await?;
@@ -1144,11 +1302,17 @@ impl Store for SqlStore {
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
-        Ok(QueueDepth { pending: row.try_get("pending")?, due: row.try_get("due")?, running: row.try_get("running")? })
+        Ok(QueueDepth {
+            pending: row.try_get("pending")?,
+            due: row.try_get("due")?,
+            running: row.try_get("running")?,
+        })
     }
 
     fn queue_signal(&self) -> QueueSignal {
-        self.queue_changes.clone().map_or_else(QueueSignal::never, QueueSignal::from_receiver)
+        self.queue_changes
+            .clone()
+            .map_or_else(QueueSignal::never, QueueSignal::from_receiver)
     }
 
     async fn relearn_due(&self, learned_before: i64, limit: u32) -> StoreResult<Vec<ContextRef>> {
@@ -1163,23 +1327,38 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(ContextRef { tenant_id: r.try_get("tenant_id")?, context_id: r.try_get("id")? }))
+            .map(|r| {
+                Ok(ContextRef {
+                    tenant_id: r.try_get("tenant_id")?,
+                    context_id: r.try_get("id")?,
+                })
+            })
             .collect()
     }
 
-    async fn enqueue_relearn(&self, context: &ContextRef, learned_before: i64, sleep: Enqueue) -> StoreResult<Option<JobRecord>> {
+    async fn enqueue_relearn(
+        &self,
+        context: &ContextRef,
+        learned_before: i64,
+        sleep: Enqueue,
+    ) -> StoreResult<Option<JobRecord>> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let ctx = match self.lock_context(&mut tx, Some(&context.tenant_id), &context.context_id).await {
+        let ctx = match self
+            .lock_context(&mut tx, Some(&context.tenant_id), &context.context_id)
+            .await
+        {
             Ok(ctx) => ctx,
             Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let due = sqlx::query(&format!("SELECT c.id AS id FROM contexts c WHERE c.id = $2 AND {RELEARN_DUE}"))
-            .bind(learned_before)
-            .bind(&ctx.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let due = sqlx::query(&format!(
+            "SELECT c.id AS id FROM contexts c WHERE c.id = $2 AND {RELEARN_DUE}"
+        ))
+        .bind(learned_before)
+        .bind(&ctx.id)
+        .fetch_optional(&mut *tx)
+        .await?;
         if due.is_none() {
             return Ok(None);
         }
@@ -1196,7 +1375,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn usage_totals(&self, tenant_id: Option<&str>, context_id: Option<&str>, since_ms: i64) -> StoreResult<UsageTotals> {
+    async fn usage_totals(
+        &self,
+        tenant_id: Option<&str>,
+        context_id: Option<&str>,
+        since_ms: i64,
+    ) -> StoreResult<UsageTotals> {
         let mut sql = String::from(
             "SELECT kind, CAST(COUNT(*) AS BIGINT) AS n,
                     CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens,

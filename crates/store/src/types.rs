@@ -94,7 +94,9 @@ impl ContextBody {
             "messages" => serde_json::from_str(&body)
                 .map(ContextBody::Messages)
                 .map_err(|e| StoreError::Database(format!("stored messages are not JSON: {e}"))),
-            other => Err(StoreError::Database(format!("unknown context kind {other:?}"))),
+            other => Err(StoreError::Database(format!(
+                "unknown context kind {other:?}"
+            ))),
         }
     }
 }
@@ -226,7 +228,11 @@ impl JobStatus {
             "failed" => JobStatus::Failed,
             "superseded" => JobStatus::Superseded,
             "cancelled" => JobStatus::Cancelled,
-            other => return Err(StoreError::Database(format!("unknown job status {other:?}"))),
+            other => {
+                return Err(StoreError::Database(format!(
+                    "unknown job status {other:?}"
+                )))
+            }
         })
     }
     /// Whether the job is done for good.
@@ -349,7 +355,10 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub fn first(limit: u32) -> Self {
-        Self { limit, cursor: None }
+        Self {
+            limit,
+            cursor: None,
+        }
     }
     pub(crate) fn clamped_limit(&self) -> i64 {
         i64::from(self.limit.clamp(1, 100))

@@ -10,13 +10,17 @@ use sleeptime_store::*;
 
 async fn sqlite() -> Option<(SqlStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqlStore::open_sqlite(&dir.path().join("store.db")).await.expect("open sqlite");
+    let store = SqlStore::open_sqlite(&dir.path().join("store.db"))
+        .await
+        .expect("open sqlite");
     Some((store, dir))
 }
 
 async fn postgres() -> Option<(SqlStore, tempfile::TempDir)> {
     let url = postgres_url()?;
-    let db = fresh_postgres_database(&url).await.expect("create test database");
+    let db = fresh_postgres_database(&url)
+        .await
+        .expect("create test database");
     let store = SqlStore::connect(&db, 8).await.expect("connect postgres");
     Some((store, tempfile::tempdir().expect("tempdir")))
 }
@@ -26,11 +30,19 @@ fn text(t: &str) -> ContextBody {
 }
 
 fn now_due() -> Enqueue {
-    Enqueue { due_at: now_ms(), trigger: JobTrigger::Idle, max_attempts: 3 }
+    Enqueue {
+        due_at: now_ms(),
+        trigger: JobTrigger::Idle,
+        max_attempts: 3,
+    }
 }
 
 fn due_in(ms: i64) -> Enqueue {
-    Enqueue { due_at: now_ms() + ms, trigger: JobTrigger::Idle, max_attempts: 3 }
+    Enqueue {
+        due_at: now_ms() + ms,
+        trigger: JobTrigger::Idle,
+        max_attempts: 3,
+    }
 }
 
 fn learned(hash: &str, text: &str, tokens: i64) -> NewLearned {
@@ -41,7 +53,11 @@ fn learned(hash: &str, text: &str, tokens: i64) -> NewLearned {
         model_name: "scripted".into(),
         text: text.to_owned(),
         detail: serde_json::json!({"drafts": 1}),
-        usage: TokenUsage { prompt_tokens: tokens, cached_tokens: 0, completion_tokens: tokens / 2 },
+        usage: TokenUsage {
+            prompt_tokens: tokens,
+            cached_tokens: 0,
+            completion_tokens: tokens / 2,
+        },
     }
 }
 
@@ -55,7 +71,14 @@ async fn contexts_crud_versions_and_isolation(store: SqlStore) {
     let mut ids = Vec::new();
     for i in 0..5 {
         let change = store
-            .create_context(&a, NewContext { name: Some(format!("c{i}")), body: text(&format!("text {i}")) }, None)
+            .create_context(
+                &a,
+                NewContext {
+                    name: Some(format!("c{i}")),
+                    body: text(&format!("text {i}")),
+                },
+                None,
+            )
             .await
             .expect("create");
         assert_eq!(change.context.version, 1);
@@ -75,93 +98,279 @@ async fn contexts_crud_versions_and_isolation(store: SqlStore) {
     }
     assert_eq!(seen, ids);
     // Tenant isolation: b sees nothing of a's.
-    assert!(store.list_contexts(&b, &PageRequest::first(10)).await.expect("list b").items.is_empty());
-    assert!(matches!(store.get_context(&b, &ids[0]).await, Err(StoreError::NotFound)));
-    let upd = ContextUpdate { change: ContextChangeKind::Replace(text("x")), name: None, if_version: None };
-    assert!(matches!(store.update_context(&b, &ids[0], upd.clone(), None).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.delete_context(&b, &ids[0]).await, Err(StoreError::NotFound)));
-
-    // Replace and append bump the version; versions are kept.
-    let c = store.update_context(&a, &ids[0], upd, None).await.expect("replace").context;
-    assert_eq!((c.version, c.body.clone()), (2, text("x")));
-    let append = ContextUpdate { change: ContextChangeKind::Append(text("y")), name: Some("renamed".into()), if_version: Some(2) };
-    let c = store.update_context(&a, &ids[0], append, None).await.expect("append").context;
-    assert_eq!((c.version, c.body.clone(), c.name.as_deref()), (3, text("x\ny"), Some("renamed")));
-    assert_eq!(c.hash, text("x\ny").hash());
-    // Compare-and-swap on a stale version fails and changes nothing.
-    let stale = ContextUpdate { change: ContextChangeKind::Replace(text("z")), name: None, if_version: Some(2) };
+    assert!(store
+        .list_contexts(&b, &PageRequest::first(10))
+        .await
+        .expect("list b")
+        .items
+        .is_empty());
     assert!(matches!(
-        store.update_context(&a, &ids[0], stale, None).await,
-        Err(StoreError::VersionConflict { expected: 2, current: 3 })
+        store.get_context(&b, &ids[0]).await,
+        Err(StoreError::NotFound)
     ));
-    // Mixing kinds is refused and changes nothing.
-    let mixed = ContextUpdate {
-        change: ContextChangeKind::Append(ContextBody::Messages(vec![ChatMessage { role: "user".into(), content: "hi".into() }])),
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Replace(text("x")),
         name: None,
         if_version: None,
     };
-    assert!(matches!(store.update_context(&a, &ids[0], mixed, None).await, Err(StoreError::Invalid(_))));
-    assert_eq!(store.get_context(&a, &ids[0]).await.expect("get").version, 3);
+    assert!(matches!(
+        store.update_context(&b, &ids[0], upd.clone(), None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_context(&b, &ids[0]).await,
+        Err(StoreError::NotFound)
+    ));
 
-    let versions = store.list_versions(&a, &ids[0], &PageRequest::first(2)).await.expect("versions");
-    assert_eq!(versions.items.iter().map(|v| v.version).collect::<Vec<_>>(), vec![3, 2]);
+    // Replace and append bump the version; versions are kept.
+    let c = store
+        .update_context(&a, &ids[0], upd, None)
+        .await
+        .expect("replace")
+        .context;
+    assert_eq!((c.version, c.body.clone()), (2, text("x")));
+    let append = ContextUpdate {
+        change: ContextChangeKind::Append(text("y")),
+        name: Some("renamed".into()),
+        if_version: Some(2),
+    };
+    let c = store
+        .update_context(&a, &ids[0], append, None)
+        .await
+        .expect("append")
+        .context;
+    assert_eq!(
+        (c.version, c.body.clone(), c.name.as_deref()),
+        (3, text("x\ny"), Some("renamed"))
+    );
+    assert_eq!(c.hash, text("x\ny").hash());
+    // Compare-and-swap on a stale version fails and changes nothing.
+    let stale = ContextUpdate {
+        change: ContextChangeKind::Replace(text("z")),
+        name: None,
+        if_version: Some(2),
+    };
+    assert!(matches!(
+        store.update_context(&a, &ids[0], stale, None).await,
+        Err(StoreError::VersionConflict {
+            expected: 2,
+            current: 3
+        })
+    ));
+    // Mixing kinds is refused and changes nothing.
+    let mixed = ContextUpdate {
+        change: ContextChangeKind::Append(ContextBody::Messages(vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }])),
+        name: None,
+        if_version: None,
+    };
+    assert!(matches!(
+        store.update_context(&a, &ids[0], mixed, None).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store.get_context(&a, &ids[0]).await.expect("get").version,
+        3
+    );
+
+    let versions = store
+        .list_versions(&a, &ids[0], &PageRequest::first(2))
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions.items.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![3, 2]
+    );
     let rest = store
-        .list_versions(&a, &ids[0], &PageRequest { limit: 2, cursor: versions.next_cursor })
+        .list_versions(
+            &a,
+            &ids[0],
+            &PageRequest {
+                limit: 2,
+                cursor: versions.next_cursor,
+            },
+        )
         .await
         .expect("versions 2");
-    assert_eq!(rest.items.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        rest.items.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1]
+    );
     assert!(rest.next_cursor.is_none());
-    assert_eq!(store.get_version(&a, &ids[0], 1).await.expect("v1").body, text("text 0"));
-    assert!(matches!(store.get_version(&a, &ids[0], 9).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.get_version(&b, &ids[0], 1).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store.get_version(&a, &ids[0], 1).await.expect("v1").body,
+        text("text 0")
+    );
+    assert!(matches!(
+        store.get_version(&a, &ids[0], 9).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.get_version(&b, &ids[0], 1).await,
+        Err(StoreError::NotFound)
+    ));
 
     // Messages contexts round-trip.
     let msgs = ContextBody::Messages(vec![
-        ChatMessage { role: "user".into(), content: "I moved to Lisbon".into() },
-        ChatMessage { role: "assistant".into(), content: "Noted".into() },
+        ChatMessage {
+            role: "user".into(),
+            content: "I moved to Lisbon".into(),
+        },
+        ChatMessage {
+            role: "assistant".into(),
+            content: "Noted".into(),
+        },
     ]);
-    let m = store.create_context(&a, NewContext { name: None, body: msgs.clone() }, None).await.expect("msgs").context;
-    assert_eq!(store.get_context(&a, &m.id).await.expect("get msgs").body, msgs);
+    let m = store
+        .create_context(
+            &a,
+            NewContext {
+                name: None,
+                body: msgs.clone(),
+            },
+            None,
+        )
+        .await
+        .expect("msgs")
+        .context;
+    assert_eq!(
+        store.get_context(&a, &m.id).await.expect("get msgs").body,
+        msgs
+    );
     assert_eq!(msgs.to_text(), "user: I moved to Lisbon\nassistant: Noted");
 
     store.delete_context(&a, &ids[1]).await.expect("delete");
-    assert!(matches!(store.get_context(&a, &ids[1]).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.list_versions(&a, &ids[1], &PageRequest::first(5)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_context(&a, &ids[1]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .list_versions(&a, &ids[1], &PageRequest::first(5))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn api_keys(store: SqlStore) {
-    let a = store.ensure_tenant("default", "Default").await.expect("tenant");
-    assert_eq!(store.ensure_tenant("default", "other name").await.expect("again").name, "Default");
+    let a = store
+        .ensure_tenant("default", "Default")
+        .await
+        .expect("tenant");
+    assert_eq!(
+        store
+            .ensure_tenant("default", "other name")
+            .await
+            .expect("again")
+            .name,
+        "Default"
+    );
     let key = store.create_api_key(&a.id, "test").await.expect("key");
-    assert_eq!(store.tenant_for_key(&key).await.expect("lookup").map(|t| t.id), Some(a.id.clone()));
-    assert!(store.tenant_for_key("sk-nope-nope-nope").await.expect("lookup").is_none());
-    store.add_api_key(&a.id, "fixed-key-123", "fixed").await.expect("add");
-    store.add_api_key(&a.id, "fixed-key-123", "fixed").await.expect("idempotent");
+    assert_eq!(
+        store
+            .tenant_for_key(&key)
+            .await
+            .expect("lookup")
+            .map(|t| t.id),
+        Some(a.id.clone())
+    );
+    assert!(store
+        .tenant_for_key("sk-nope-nope-nope")
+        .await
+        .expect("lookup")
+        .is_none());
+    store
+        .add_api_key(&a.id, "fixed-key-123", "fixed")
+        .await
+        .expect("add");
+    store
+        .add_api_key(&a.id, "fixed-key-123", "fixed")
+        .await
+        .expect("idempotent");
     let b = tenant(&store, "b").await;
-    assert!(matches!(store.add_api_key(&b, "fixed-key-123", "steal").await, Err(StoreError::Invalid(_))));
-    assert!(matches!(store.add_api_key(&b, "short", "x").await, Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.add_api_key(&b, "fixed-key-123", "steal").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_api_key(&b, "short", "x").await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let change = store.create_context(&t, NewContext { name: None, body: text("Alice has 3 apples.") }, Some(now_due())).await.expect("create");
+    let change = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("Alice has 3 apples."),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
     let job = change.job.expect("job");
-    assert_eq!((job.status, job.context_version, job.attempts), (JobStatus::Pending, 1, 0));
-    assert!(store.current_learned(&t, &change.context.id).await.expect("current").is_none());
+    assert_eq!(
+        (job.status, job.context_version, job.attempts),
+        (JobStatus::Pending, 1, 0)
+    );
+    assert!(store
+        .current_learned(&t, &change.context.id)
+        .await
+        .expect("current")
+        .is_none());
 
-    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("a job");
+    let claimed = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(claimed.job.id, job.id);
-    assert_eq!((claimed.job.status, claimed.job.attempts), (JobStatus::Running, 1));
-    assert!(store.claim_job(Duration::from_secs(30)).await.expect("claim").is_none(), "one job, one claim");
-    store.heartbeat(&claimed.lease, Duration::from_secs(30)).await.expect("heartbeat");
+    assert_eq!(
+        (claimed.job.status, claimed.job.attempts),
+        (JobStatus::Running, 1)
+    );
+    assert!(
+        store
+            .claim_job(Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_none(),
+        "one job, one claim"
+    );
+    store
+        .heartbeat(&claimed.lease, Duration::from_secs(30))
+        .await
+        .expect("heartbeat");
     let depth = store.queue_depth().await.expect("depth");
     assert_eq!((depth.pending, depth.running), (0, 1));
     // Not visible while running.
-    assert!(store.current_learned(&t, &change.context.id).await.expect("current").is_none());
+    assert!(store
+        .current_learned(&t, &change.context.id)
+        .await
+        .expect("current")
+        .is_none());
 
-    let rec = store.finish_job(&claimed.lease, learned(&change.context.hash, "c' text", 100)).await.expect("finish");
-    assert_eq!((rec.version, rec.context_version, rec.status), (1, 1, LearnedStatus::Ready));
-    let current = store.current_learned(&t, &change.context.id).await.expect("current").expect("ready");
+    let rec = store
+        .finish_job(
+            &claimed.lease,
+            learned(&change.context.hash, "c' text", 100),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        (rec.version, rec.context_version, rec.status),
+        (1, 1, LearnedStatus::Ready)
+    );
+    let current = store
+        .current_learned(&t, &change.context.id)
+        .await
+        .expect("current")
+        .expect("ready");
     assert_eq!(current.id, rec.id);
     assert_eq!(current.text, "c' text");
     let job = store.get_job(&t, &job.id).await.expect("job");
@@ -170,95 +379,275 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
     assert_eq!(job.usage.prompt_tokens, 100);
     // A second finish with the same lease is refused: it completes once.
     assert!(matches!(
-        store.finish_job(&claimed.lease, learned(&change.context.hash, "again", 1)).await,
+        store
+            .finish_job(&claimed.lease, learned(&change.context.hash, "again", 1))
+            .await,
         Err(StoreError::LeaseLost)
     ));
-    let totals = store.usage_totals(Some(&t), Some(&change.context.id), 0).await.expect("totals");
-    assert_eq!((totals.sleep.prompt_tokens, totals.sleep.completion_tokens, totals.sleep_entries), (100, 50, 1));
+    let totals = store
+        .usage_totals(Some(&t), Some(&change.context.id), 0)
+        .await
+        .expect("totals");
+    assert_eq!(
+        (
+            totals.sleep.prompt_tokens,
+            totals.sleep.completion_tokens,
+            totals.sleep_entries
+        ),
+        (100, 50, 1)
+    );
 
     // A manual trigger relearns: learned version 2 becomes current.
     let again = store
-        .enqueue_job(&t, &change.context.id, Enqueue { due_at: now_ms(), trigger: JobTrigger::Manual, max_attempts: 3 })
+        .enqueue_job(
+            &t,
+            &change.context.id,
+            Enqueue {
+                due_at: now_ms(),
+                trigger: JobTrigger::Manual,
+                max_attempts: 3,
+            },
+        )
         .await
         .expect("enqueue");
     assert_ne!(again.id, job.id);
-    let c2 = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
-    let rec2 = store.finish_job(&c2.lease, learned(&change.context.hash, "better", 10)).await.expect("finish");
+    let c2 = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("job");
+    let rec2 = store
+        .finish_job(&c2.lease, learned(&change.context.hash, "better", 10))
+        .await
+        .expect("finish");
     assert_eq!(rec2.version, 2);
-    assert_eq!(store.current_learned(&t, &change.context.id).await.expect("cur").map(|l| l.version), Some(2));
-    let hist = store.list_learned(&t, &change.context.id, &PageRequest::first(1)).await.expect("history");
+    assert_eq!(
+        store
+            .current_learned(&t, &change.context.id)
+            .await
+            .expect("cur")
+            .map(|l| l.version),
+        Some(2)
+    );
+    let hist = store
+        .list_learned(&t, &change.context.id, &PageRequest::first(1))
+        .await
+        .expect("history");
     assert_eq!(hist.items[0].version, 2);
     let hist2 = store
-        .list_learned(&t, &change.context.id, &PageRequest { limit: 1, cursor: hist.next_cursor })
+        .list_learned(
+            &t,
+            &change.context.id,
+            &PageRequest {
+                limit: 1,
+                cursor: hist.next_cursor,
+            },
+        )
         .await
         .expect("history 2");
-    assert_eq!(hist2.items.iter().map(|l| l.version).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        hist2.items.iter().map(|l| l.version).collect::<Vec<_>>(),
+        vec![1]
+    );
     // Another tenant sees none of it.
     let other = tenant(&store, "o").await;
-    assert!(store.current_learned(&other, &change.context.id).await.expect("cur").is_none());
-    assert!(matches!(store.get_job(&other, &job.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(store.list_learned(&other, &change.context.id, &PageRequest::first(5)).await, Err(StoreError::NotFound)));
+    assert!(store
+        .current_learned(&other, &change.context.id)
+        .await
+        .expect("cur")
+        .is_none());
+    assert!(matches!(
+        store.get_job(&other, &job.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .list_learned(&other, &change.context.id, &PageRequest::first(5))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn debounce_and_supersede(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("v1") }, Some(due_in(400))).await.expect("create");
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("v1"),
+            },
+            Some(due_in(400)),
+        )
+        .await
+        .expect("create");
     let first_job = c.job.expect("job");
-    assert!(store.claim_job(Duration::from_secs(30)).await.expect("claim").is_none(), "not due during the quiet period");
+    assert!(
+        store
+            .claim_job(Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_none(),
+        "not due during the quiet period"
+    );
     let next = store.next_wakeup().await.expect("wakeup").expect("some");
     assert_eq!(next, first_job.due_at);
     // A change during the quiet period supersedes and restarts the debounce.
-    let upd = ContextUpdate { change: ContextChangeKind::Append(text("v2")), name: None, if_version: None };
-    let change = store.update_context(&t, &c.context.id, upd, Some(due_in(300))).await.expect("update");
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Append(text("v2")),
+        name: None,
+        if_version: None,
+    };
+    let change = store
+        .update_context(&t, &c.context.id, upd, Some(due_in(300)))
+        .await
+        .expect("update");
     assert_eq!(change.superseded, vec![first_job.id.clone()]);
-    assert_eq!(store.get_job(&t, &first_job.id).await.expect("job").status, JobStatus::Superseded);
+    assert_eq!(
+        store.get_job(&t, &first_job.id).await.expect("job").status,
+        JobStatus::Superseded
+    );
     let job2 = change.job.expect("job 2");
     assert_eq!(job2.context_version, 2);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("due now");
+    let claimed = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("due now");
     assert_eq!(claimed.job.id, job2.id);
 
     // A change while running supersedes the running job; its result is refused.
-    let upd = ContextUpdate { change: ContextChangeKind::Replace(text("v3")), name: None, if_version: None };
-    let change = store.update_context(&t, &c.context.id, upd, Some(now_due())).await.expect("update");
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Replace(text("v3")),
+        name: None,
+        if_version: None,
+    };
+    let change = store
+        .update_context(&t, &c.context.id, upd, Some(now_due()))
+        .await
+        .expect("update");
     assert_eq!(change.superseded, vec![job2.id.clone()]);
-    assert!(matches!(store.heartbeat(&claimed.lease, Duration::from_secs(30)).await, Err(StoreError::LeaseLost)));
     assert!(matches!(
-        store.finish_job(&claimed.lease, learned(&c.context.hash, "stale", 5)).await,
+        store
+            .heartbeat(&claimed.lease, Duration::from_secs(30))
+            .await,
         Err(StoreError::LeaseLost)
     ));
-    assert!(store.current_learned(&t, &c.context.id).await.expect("cur").is_none());
-    let claimed3 = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("v3 job");
+    assert!(matches!(
+        store
+            .finish_job(&claimed.lease, learned(&c.context.hash, "stale", 5))
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(store
+        .current_learned(&t, &c.context.id)
+        .await
+        .expect("cur")
+        .is_none());
+    let claimed3 = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("v3 job");
     assert_eq!(claimed3.job.context_version, 3);
-    let rec = store.finish_job(&claimed3.lease, learned(&change.context.hash, "v3 learned", 5)).await.expect("finish");
+    let rec = store
+        .finish_job(
+            &claimed3.lease,
+            learned(&change.context.hash, "v3 learned", 5),
+        )
+        .await
+        .expect("finish");
     assert_eq!(rec.context_version, 3);
     // The next change makes it stale, and it is no longer current.
-    let upd = ContextUpdate { change: ContextChangeKind::Append(text("v4")), name: None, if_version: None };
-    store.update_context(&t, &c.context.id, upd, None).await.expect("update");
-    assert!(store.current_learned(&t, &c.context.id).await.expect("cur").is_none());
-    let hist = store.list_learned(&t, &c.context.id, &PageRequest::first(5)).await.expect("hist");
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Append(text("v4")),
+        name: None,
+        if_version: None,
+    };
+    store
+        .update_context(&t, &c.context.id, upd, None)
+        .await
+        .expect("update");
+    assert!(store
+        .current_learned(&t, &c.context.id)
+        .await
+        .expect("cur")
+        .is_none());
+    let hist = store
+        .list_learned(&t, &c.context.id, &PageRequest::first(5))
+        .await
+        .expect("hist");
     assert_eq!(hist.items[0].status, LearnedStatus::Stale);
 }
 
 async fn expired_lease_is_reclaimed_and_completes_once(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
     // Worker A claims with a short lease and "crashes" (never heartbeats again).
-    let a = store.claim_job(Duration::from_millis(200)).await.expect("claim").expect("job");
-    assert!(store.claim_job(Duration::from_millis(200)).await.expect("claim").is_none(), "lease holds");
+    let a = store
+        .claim_job(Duration::from_millis(200))
+        .await
+        .expect("claim")
+        .expect("job");
+    assert!(
+        store
+            .claim_job(Duration::from_millis(200))
+            .await
+            .expect("claim")
+            .is_none(),
+        "lease holds"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Worker B takes it over.
-    let b = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("re-claimed");
+    let b = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("re-claimed");
     assert_eq!(b.job.id, a.job.id);
     assert_eq!(b.job.attempts, 2);
     assert_ne!(b.lease.token, a.lease.token);
     // A wakes up: its heartbeat and its result are refused.
-    assert!(matches!(store.heartbeat(&a.lease, Duration::from_secs(30)).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(store.finish_job(&a.lease, learned(&c.context.hash, "from A", 1)).await, Err(StoreError::LeaseLost)));
-    assert!(matches!(store.fail_job(&a.lease, "A failed", TokenUsage::default(), None).await, Err(StoreError::LeaseLost)));
-    store.finish_job(&b.lease, learned(&c.context.hash, "from B", 1)).await.expect("B finishes");
-    assert!(store.claim_job(Duration::from_secs(30)).await.expect("claim").is_none());
-    let hist = store.list_learned(&t, &c.context.id, &PageRequest::first(10)).await.expect("hist");
+    assert!(matches!(
+        store.heartbeat(&a.lease, Duration::from_secs(30)).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store
+            .finish_job(&a.lease, learned(&c.context.hash, "from A", 1))
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(matches!(
+        store
+            .fail_job(&a.lease, "A failed", TokenUsage::default(), None)
+            .await,
+        Err(StoreError::LeaseLost)
+    ));
+    store
+        .finish_job(&b.lease, learned(&c.context.hash, "from B", 1))
+        .await
+        .expect("B finishes");
+    assert!(store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .is_none());
+    let hist = store
+        .list_learned(&t, &c.context.id, &PageRequest::first(10))
+        .await
+        .expect("hist");
     assert_eq!(hist.items.len(), 1, "exactly one completion");
     assert_eq!(hist.items[0].text, "from B");
 }
@@ -266,15 +655,37 @@ async fn expired_lease_is_reclaimed_and_completes_once(store: SqlStore) {
 async fn crash_loop_ends_in_failure(store: SqlStore) {
     let t = tenant(&store, "t").await;
     let c = store
-        .create_context(&t, NewContext { name: None, body: text("ctx") }, Some(Enqueue { due_at: now_ms(), trigger: JobTrigger::Idle, max_attempts: 2 }))
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(Enqueue {
+                due_at: now_ms(),
+                trigger: JobTrigger::Idle,
+                max_attempts: 2,
+            }),
+        )
         .await
         .expect("create");
     for _ in 0..2 {
-        store.claim_job(Duration::from_millis(100)).await.expect("claim").expect("job");
+        store
+            .claim_job(Duration::from_millis(100))
+            .await
+            .expect("claim")
+            .expect("job");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    assert!(store.claim_job(Duration::from_secs(30)).await.expect("claim").is_none());
-    let job = store.get_job(&t, &c.job.expect("job").id).await.expect("job");
+    assert!(store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .is_none());
+    let job = store
+        .get_job(&t, &c.job.expect("job").id)
+        .await
+        .expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Failed, 2));
     assert!(job.error.expect("error").contains("stopped responding"));
 }
@@ -282,14 +693,28 @@ async fn crash_loop_ends_in_failure(store: SqlStore) {
 async fn concurrent_claims_never_share_a_job(store: SqlStore) {
     let t = tenant(&store, "t").await;
     for i in 0..12 {
-        store.create_context(&t, NewContext { name: None, body: text(&format!("c{i}")) }, Some(now_due())).await.expect("create");
+        store
+            .create_context(
+                &t,
+                NewContext {
+                    name: None,
+                    body: text(&format!("c{i}")),
+                },
+                Some(now_due()),
+            )
+            .await
+            .expect("create");
     }
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(c) = store.claim_job(Duration::from_secs(30)).await.expect("claim") {
+            while let Some(c) = store
+                .claim_job(Duration::from_secs(30))
+                .await
+                .expect("claim")
+            {
                 got.push(c.job.id);
             }
             got
@@ -306,50 +731,131 @@ async fn concurrent_claims_never_share_a_job(store: SqlStore) {
 
 async fn fail_retry_and_release(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
-    let used = TokenUsage { prompt_tokens: 7, cached_tokens: 0, completion_tokens: 3 };
-    let a = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
-    let job = store.fail_job(&a.lease, "model timed out", used, Some(now_ms())).await.expect("fail");
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
+    let used = TokenUsage {
+        prompt_tokens: 7,
+        cached_tokens: 0,
+        completion_tokens: 3,
+    };
+    let a = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("job");
+    let job = store
+        .fail_job(&a.lease, "model timed out", used, Some(now_ms()))
+        .await
+        .expect("fail");
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
     // Released on shutdown: pending again, the attempt not counted.
-    let b = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("retry");
+    let b = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("retry");
     assert_eq!(b.job.attempts, 2);
     store.release_job(&b.lease).await.expect("release");
     let job = store.get_job(&t, &b.job.id).await.expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
-    assert!(matches!(store.release_job(&b.lease).await, Err(StoreError::LeaseLost)));
+    assert!(matches!(
+        store.release_job(&b.lease).await,
+        Err(StoreError::LeaseLost)
+    ));
     // Out of attempts (3): the failure is final.
     let mut last = None;
     for _ in 0..2 {
-        let c = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
-        last = Some(store.fail_job(&c.lease, "model timed out", used, Some(now_ms())).await.expect("fail"));
+        let c = store
+            .claim_job(Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .expect("job");
+        last = Some(
+            store
+                .fail_job(&c.lease, "model timed out", used, Some(now_ms()))
+                .await
+                .expect("fail"),
+        );
     }
     let job = last.expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Failed, 3));
     assert_eq!(job.error.as_deref(), Some("model timed out"));
     assert_eq!(job.usage.prompt_tokens, 21);
-    let totals = store.usage_totals(Some(&t), Some(&c.context.id), 0).await.expect("totals");
+    let totals = store
+        .usage_totals(Some(&t), Some(&c.context.id), 0)
+        .await
+        .expect("totals");
     assert_eq!((totals.sleep.total(), totals.sleep_entries), (30, 3));
 }
 
 async fn manual_trigger_reuses_active_job(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(due_in(60_000))).await.expect("create");
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(due_in(60_000)),
+        )
+        .await
+        .expect("create");
     let idle = c.job.expect("job");
-    let manual = Enqueue { due_at: now_ms(), trigger: JobTrigger::Manual, max_attempts: 3 };
-    let j = store.enqueue_job(&t, &c.context.id, manual.clone()).await.expect("enqueue");
+    let manual = Enqueue {
+        due_at: now_ms(),
+        trigger: JobTrigger::Manual,
+        max_attempts: 3,
+    };
+    let j = store
+        .enqueue_job(&t, &c.context.id, manual.clone())
+        .await
+        .expect("enqueue");
     assert_eq!(j.id, idle.id, "the pending job is reused");
     assert!(j.due_at <= now_ms());
     assert_eq!(j.trigger, JobTrigger::Manual);
-    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("due now");
-    let j2 = store.enqueue_job(&t, &c.context.id, manual.clone()).await.expect("enqueue");
-    assert_eq!((j2.id, j2.status), (claimed.job.id.clone(), JobStatus::Running), "the running job is reused");
+    let claimed = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("due now");
+    let j2 = store
+        .enqueue_job(&t, &c.context.id, manual.clone())
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (j2.id, j2.status),
+        (claimed.job.id.clone(), JobStatus::Running),
+        "the running job is reused"
+    );
     let other = tenant(&store, "o").await;
-    assert!(matches!(store.enqueue_job(&other, &c.context.id, manual).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.enqueue_job(&other, &c.context.id, manual).await,
+        Err(StoreError::NotFound)
+    ));
     // Deleting the context cancels its jobs and frees the lease.
-    let cancelled = store.delete_context(&t, &c.context.id).await.expect("delete");
+    let cancelled = store
+        .delete_context(&t, &c.context.id)
+        .await
+        .expect("delete");
     assert_eq!(cancelled, vec![claimed.job.id.clone()]);
-    assert_eq!(store.get_job(&t, &claimed.job.id).await.expect("job").status, JobStatus::Cancelled);
+    assert_eq!(
+        store
+            .get_job(&t, &claimed.job.id)
+            .await
+            .expect("job")
+            .status,
+        JobStatus::Cancelled
+    );
     assert!(matches!(
         store.finish_job(&claimed.lease, learned("h", "x", 1)).await,
         Err(StoreError::LeaseLost)
@@ -359,32 +865,68 @@ async fn manual_trigger_reuses_active_job(store: SqlStore) {
 async fn usage_ledger_totals(store: SqlStore) {
     let t = tenant(&store, "t").await;
     let u = tenant(&store, "u").await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, None).await.expect("create");
-    for (tenant, kind, n) in [(&t, UsageKind::Test, 10), (&t, UsageKind::Test, 20), (&t, UsageKind::Sleep, 100), (&u, UsageKind::Test, 5)] {
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            None,
+        )
+        .await
+        .expect("create");
+    for (tenant, kind, n) in [
+        (&t, UsageKind::Test, 10),
+        (&t, UsageKind::Test, 20),
+        (&t, UsageKind::Sleep, 100),
+        (&u, UsageKind::Test, 5),
+    ] {
         store
             .record_usage(UsageEntry {
                 tenant_id: tenant.clone(),
                 context_id: Some(c.context.id.clone()),
                 job_id: None,
                 kind,
-                usage: TokenUsage { prompt_tokens: n, cached_tokens: n / 2, completion_tokens: 1 },
+                usage: TokenUsage {
+                    prompt_tokens: n,
+                    cached_tokens: n / 2,
+                    completion_tokens: 1,
+                },
             })
             .await
             .expect("record");
     }
     let tt = store.usage_totals(Some(&t), None, 0).await.expect("t");
-    assert_eq!((tt.test.prompt_tokens, tt.test.cached_tokens, tt.test_entries), (30, 15, 2));
+    assert_eq!(
+        (
+            tt.test.prompt_tokens,
+            tt.test.cached_tokens,
+            tt.test_entries
+        ),
+        (30, 15, 2)
+    );
     assert_eq!((tt.sleep.prompt_tokens, tt.sleep_entries), (100, 1));
     let all = store.usage_totals(None, None, 0).await.expect("all");
     assert_eq!(all.test.prompt_tokens, 35);
-    let future = store.usage_totals(None, None, now_ms() + 60_000).await.expect("none");
+    let future = store
+        .usage_totals(None, None, now_ms() + 60_000)
+        .await
+        .expect("none");
     assert_eq!(future, UsageTotals::default());
 }
 
 /// Learn `c` now: run its pending job to completion.
 async fn learn_now(store: &SqlStore, hash: &str) -> LearnedRecord {
-    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("a job");
-    store.finish_job(&claimed.lease, learned(hash, "notes", 10)).await.expect("finish")
+    let claimed = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("a job");
+    store
+        .finish_job(&claimed.lease, learned(hash, "notes", 10))
+        .await
+        .expect("finish")
 }
 
 /// Let the millisecond clock move on, so "before" and "since" cutoffs are unambiguous.
@@ -394,57 +936,192 @@ async fn tick() {
 
 async fn relearn_once_per_period(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let schedule = || Enqueue { due_at: now_ms(), trigger: JobTrigger::Schedule, max_attempts: 3 };
-    let older = store.create_context(&t, NewContext { name: None, body: text("older") }, Some(now_due())).await.expect("create");
+    let schedule = || Enqueue {
+        due_at: now_ms(),
+        trigger: JobTrigger::Schedule,
+        max_attempts: 3,
+    };
+    let older = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("older"),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
     learn_now(&store, &older.context.hash).await;
     tick().await;
-    let c = store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
+    let c = store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
     let rec = learn_now(&store, &c.context.hash).await;
     // Never learned, or with work pending: never due (the idle trigger owns them).
-    store.create_context(&t, NewContext { name: None, body: text("never learned") }, None).await.expect("create");
-    store.create_context(&t, NewContext { name: None, body: text("pending") }, Some(due_in(60_000))).await.expect("create");
+    store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("never learned"),
+            },
+            None,
+        )
+        .await
+        .expect("create");
+    store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("pending"),
+            },
+            Some(due_in(60_000)),
+        )
+        .await
+        .expect("create");
     tick().await;
-    let me = ContextRef { tenant_id: t.clone(), context_id: c.context.id.clone() };
-    let older_ref = ContextRef { tenant_id: t.clone(), context_id: older.context.id.clone() };
+    let me = ContextRef {
+        tenant_id: t.clone(),
+        context_id: c.context.id.clone(),
+    };
+    let older_ref = ContextRef {
+        tenant_id: t.clone(),
+        context_id: older.context.id.clone(),
+    };
 
     // Learned at or after the cutoff: fresh, not due.
-    assert_eq!(store.relearn_due(rec.created_at, 10).await.expect("due"), vec![older_ref.clone()]);
+    assert_eq!(
+        store.relearn_due(rec.created_at, 10).await.expect("due"),
+        vec![older_ref.clone()]
+    );
     // Once the period has passed: due, oldest learned first, `limit` respected.
     let cutoff = now_ms();
-    assert_eq!(store.relearn_due(cutoff, 10).await.expect("due"), vec![older_ref.clone(), me.clone()]);
-    assert_eq!(store.relearn_due(cutoff, 1).await.expect("due"), vec![older_ref.clone()]);
+    assert_eq!(
+        store.relearn_due(cutoff, 10).await.expect("due"),
+        vec![older_ref.clone(), me.clone()]
+    );
+    assert_eq!(
+        store.relearn_due(cutoff, 1).await.expect("due"),
+        vec![older_ref.clone()]
+    );
     // Another tenant's name for it enqueues nothing.
-    let other = ContextRef { tenant_id: tenant(&store, "o").await, context_id: c.context.id.clone() };
-    assert!(store.enqueue_relearn(&other, cutoff, schedule()).await.expect("other").is_none());
+    let other = ContextRef {
+        tenant_id: tenant(&store, "o").await,
+        context_id: c.context.id.clone(),
+    };
+    assert!(store
+        .enqueue_relearn(&other, cutoff, schedule())
+        .await
+        .expect("other")
+        .is_none());
 
-    let job = store.enqueue_relearn(&me, cutoff, schedule()).await.expect("enqueue").expect("a job");
-    assert_eq!((job.status, job.trigger, job.context_version), (JobStatus::Pending, JobTrigger::Schedule, 1));
+    let job = store
+        .enqueue_relearn(&me, cutoff, schedule())
+        .await
+        .expect("enqueue")
+        .expect("a job");
+    assert_eq!(
+        (job.status, job.trigger, job.context_version),
+        (JobStatus::Pending, JobTrigger::Schedule, 1)
+    );
     // Its job is active: not due again, and a second (racing) enqueue creates nothing.
-    assert_eq!(store.relearn_due(cutoff, 10).await.expect("due"), vec![older_ref.clone()]);
-    assert!(store.enqueue_relearn(&me, cutoff, schedule()).await.expect("again").is_none());
+    assert_eq!(
+        store.relearn_due(cutoff, 10).await.expect("due"),
+        vec![older_ref.clone()]
+    );
+    assert!(store
+        .enqueue_relearn(&me, cutoff, schedule())
+        .await
+        .expect("again")
+        .is_none());
 
     // The re-learn fails for good (e.g. budget spent): the context waits a whole period.
-    let claimed = store.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
+    let claimed = store
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("job");
     assert_eq!(claimed.job.id, job.id);
-    store.fail_job(&claimed.lease, "sleep-time token budget exhausted", TokenUsage::default(), None).await.expect("fail");
+    store
+        .fail_job(
+            &claimed.lease,
+            "sleep-time token budget exhausted",
+            TokenUsage::default(),
+            None,
+        )
+        .await
+        .expect("fail");
     tick().await;
-    assert!(!store.relearn_due(job.created_at, 10).await.expect("due").contains(&me), "a job created in the period blocks it");
-    assert!(store.enqueue_relearn(&me, job.created_at, schedule()).await.expect("blocked").is_none());
-    assert!(store.relearn_due(job.created_at + 1, 10).await.expect("due").contains(&me), "due again the next period");
+    assert!(
+        !store
+            .relearn_due(job.created_at, 10)
+            .await
+            .expect("due")
+            .contains(&me),
+        "a job created in the period blocks it"
+    );
+    assert!(store
+        .enqueue_relearn(&me, job.created_at, schedule())
+        .await
+        .expect("blocked")
+        .is_none());
+    assert!(
+        store
+            .relearn_due(job.created_at + 1, 10)
+            .await
+            .expect("due")
+            .contains(&me),
+        "due again the next period"
+    );
 
     // A successful re-learn makes a new c' of the same version, fresh for a period.
-    let job = store.enqueue_relearn(&me, now_ms(), schedule()).await.expect("enqueue").expect("a job");
+    let job = store
+        .enqueue_relearn(&me, now_ms(), schedule())
+        .await
+        .expect("enqueue")
+        .expect("a job");
     let rec2 = learn_now(&store, &c.context.hash).await;
-    assert_eq!((rec2.version, rec2.context_version, rec2.job_id.as_deref()), (2, 1, Some(job.id.as_str())));
+    assert_eq!(
+        (rec2.version, rec2.context_version, rec2.job_id.as_deref()),
+        (2, 1, Some(job.id.as_str()))
+    );
     tick().await;
-    assert!(!store.relearn_due(rec2.created_at, 10).await.expect("due").contains(&me));
+    assert!(!store
+        .relearn_due(rec2.created_at, 10)
+        .await
+        .expect("due")
+        .contains(&me));
 
     // A new version without a c' yet is not re-learned (its stale c' does not count).
-    let upd = ContextUpdate { change: ContextChangeKind::Append(text("more")), name: None, if_version: None };
-    store.update_context(&t, &c.context.id, upd, None).await.expect("update");
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Append(text("more")),
+        name: None,
+        if_version: None,
+    };
+    store
+        .update_context(&t, &c.context.id, upd, None)
+        .await
+        .expect("update");
     tick().await;
-    assert_eq!(store.relearn_due(now_ms(), 10).await.expect("due"), vec![older_ref.clone()]);
-    assert!(store.enqueue_relearn(&me, now_ms(), schedule()).await.expect("stale").is_none());
+    assert_eq!(
+        store.relearn_due(now_ms(), 10).await.expect("due"),
+        vec![older_ref.clone()]
+    );
+    assert!(store
+        .enqueue_relearn(&me, now_ms(), schedule())
+        .await
+        .expect("stale")
+        .is_none());
 }
 
 /// On SQLite the queue has one process: the signal never fires, and callers keep polling.
@@ -453,8 +1130,22 @@ async fn sqlite_queue_signal_never_fires() {
     let (store, _dir) = sqlite().await.expect("sqlite");
     let mut signal = store.queue_signal();
     let t = tenant(&store, "t").await;
-    store.create_context(&t, NewContext { name: None, body: text("ctx") }, Some(now_due())).await.expect("create");
-    assert!(tokio::time::timeout(Duration::from_millis(200), signal.changed()).await.is_err());
+    store
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            Some(now_due()),
+        )
+        .await
+        .expect("create");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), signal.changed())
+            .await
+            .is_err()
+    );
 }
 
 /// Two stores on one PostgreSQL database stand for two processes: what one commits to the
@@ -466,7 +1157,9 @@ async fn postgres_notify_wakes_another_process() {
         eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
         return;
     };
-    let db = fresh_postgres_database(&url).await.expect("create test database");
+    let db = fresh_postgres_database(&url)
+        .await
+        .expect("create test database");
     let a = SqlStore::connect(&db, 4).await.expect("connect a");
     let b = SqlStore::connect(&db, 4).await.expect("connect b");
     let mut signal = b.queue_signal();
@@ -476,32 +1169,98 @@ async fn postgres_notify_wakes_another_process() {
     let t = tenant(&a, "t").await;
 
     // No job, nothing to tell.
-    let c = a.create_context(&t, NewContext { name: None, body: text("ctx") }, None).await.expect("create");
-    assert!(tokio::time::timeout(quiet, signal.changed()).await.is_err(), "woken without a job");
+    let c = a
+        .create_context(
+            &t,
+            NewContext {
+                name: None,
+                body: text("ctx"),
+            },
+            None,
+        )
+        .await
+        .expect("create");
+    assert!(
+        tokio::time::timeout(quiet, signal.changed()).await.is_err(),
+        "woken without a job"
+    );
     // A new pending job (even one due later: the waiter learns the new earliest due time).
-    let upd = ContextUpdate { change: ContextChangeKind::Append(text("more")), name: None, if_version: None };
-    a.update_context(&t, &c.context.id, upd, Some(due_in(60_000))).await.expect("update");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken by update_context with a job");
+    let upd = ContextUpdate {
+        change: ContextChangeKind::Append(text("more")),
+        name: None,
+        if_version: None,
+    };
+    a.update_context(&t, &c.context.id, upd, Some(due_in(60_000)))
+        .await
+        .expect("update");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken by update_context with a job");
     // Made due earlier.
-    let manual = Enqueue { due_at: now_ms(), trigger: JobTrigger::Manual, max_attempts: 3 };
-    a.enqueue_job(&t, &c.context.id, manual.clone()).await.expect("enqueue");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken by enqueue_job");
+    let manual = Enqueue {
+        due_at: now_ms(),
+        trigger: JobTrigger::Manual,
+        max_attempts: 3,
+    };
+    a.enqueue_job(&t, &c.context.id, manual.clone())
+        .await
+        .expect("enqueue");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken by enqueue_job");
     // Reusing a job that is already due changes nothing.
-    a.enqueue_job(&t, &c.context.id, manual).await.expect("enqueue again");
-    assert!(tokio::time::timeout(quiet, signal.changed()).await.is_err(), "woken by a no-op enqueue");
+    a.enqueue_job(&t, &c.context.id, manual)
+        .await
+        .expect("enqueue again");
+    assert!(
+        tokio::time::timeout(quiet, signal.changed()).await.is_err(),
+        "woken by a no-op enqueue"
+    );
     // A retry and a release put jobs back.
-    let claimed = a.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
-    a.fail_job(&claimed.lease, "model timed out", TokenUsage::default(), Some(now_ms())).await.expect("fail");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken by a retry");
-    let claimed = a.claim_job(Duration::from_secs(30)).await.expect("claim").expect("job");
+    let claimed = a
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("job");
+    a.fail_job(
+        &claimed.lease,
+        "model timed out",
+        TokenUsage::default(),
+        Some(now_ms()),
+    )
+    .await
+    .expect("fail");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken by a retry");
+    let claimed = a
+        .claim_job(Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("job");
     a.release_job(&claimed.lease).await.expect("release");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken by a release");
-    a.create_context(&t, NewContext { name: None, body: text("second") }, Some(now_due())).await.expect("create");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken by create_context with a job");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken by a release");
+    a.create_context(
+        &t,
+        NewContext {
+            name: None,
+            body: text("second"),
+        },
+        Some(now_due()),
+    )
+    .await
+    .expect("create");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken by create_context with a job");
 
     // Kill the listening connections: the listener reconnects (and wakes its waiters, since
     // notifications may have been missed), then hears commits again.
-    let mut admin = sqlx::AnyConnection::connect(&db).await.expect("admin connection");
+    let mut admin = sqlx::AnyConnection::connect(&db)
+        .await
+        .expect("admin connection");
     let killed: i64 = sqlx::query(
         "SELECT CAST(COUNT(pg_terminate_backend(pid)) AS BIGINT) AS n FROM pg_stat_activity
          WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
@@ -512,9 +1271,22 @@ async fn postgres_notify_wakes_another_process() {
     .try_get("n")
     .expect("n");
     assert!(killed >= 2, "both stores listen: {killed}");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken after reconnecting");
-    a.create_context(&t, NewContext { name: None, body: text("third") }, Some(now_due())).await.expect("create");
-    tokio::time::timeout(woken, signal.changed()).await.expect("woken after the connection was re-established");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken after reconnecting");
+    a.create_context(
+        &t,
+        NewContext {
+            name: None,
+            body: text("third"),
+        },
+        Some(now_due()),
+    )
+    .await
+    .expect("create");
+    tokio::time::timeout(woken, signal.changed())
+        .await
+        .expect("woken after the connection was re-established");
     admin.close().await.expect("close");
 }
 
