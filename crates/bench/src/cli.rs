@@ -136,7 +136,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub k_contexts: Option<usize>,
     /// Sleep programs and their layouts, the primary one first, e.g.
-    /// `rethink=full,learned,context-only;aided=routed,full,learned`.
+    /// `rethink=full,learned,context-only;aided=routed,full,learned`. Layouts: full (c' + c +
+    /// q), learned (c' + q), routed (retrieved c', fallback when nothing matches), checked
+    /// (full, escalated to full reasoning when c' does not back the answer), context-only.
     #[arg(long)]
     pub programs: Option<String>,
     /// Sampled test-time answers per problem for pass@k and majority vote.

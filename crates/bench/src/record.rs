@@ -100,6 +100,11 @@ pub struct Record {
     /// Why the condition could not be evaluated (counted as wrong; retried on resume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Conditions whose recorded calls make up this record, when it was composed from them
+    /// instead of calling the model (a checked layout over recorded full-layout and
+    /// fallback-budget answers: the same requests, which the call cache would serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composed_from: Option<Vec<String>>,
 }
 
 impl Record {
@@ -138,6 +143,7 @@ impl Record {
             logprob_mean: None,
             question_tokens: None,
             error: None,
+            composed_from: None,
         }
     }
 

@@ -1092,6 +1092,26 @@ fn dropped_steps_row(records: &[Record]) -> Option<String> {
     ))
 }
 
+/// How many records were composed from recorded calls instead of calling the model, per
+/// condition (`None` when none were): a reader should know which numbers share calls.
+fn composed_row(records: &[Record]) -> Option<String> {
+    let mut per_condition: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.composed_from.is_some()) {
+        *per_condition.entry(r.condition.as_str()).or_default() += 1;
+    }
+    if per_condition.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = per_condition
+        .iter()
+        .map(|(c, n)| format!("`{c}` {n}"))
+        .collect();
+    Some(format!(
+        "| composed from recorded calls | {} — the full layout's answer, plus the baseline's at the fallback budget when escalated: the same requests, not new model calls |",
+        parts.join(", ")
+    ))
+}
+
 fn template_key(t: &str) -> (u8, i64, String) {
     match t.parse::<i64>() {
         Ok(n) => (0, n, String::new()),
@@ -1154,6 +1174,9 @@ fn markdown(
     if let Some(row) = partial_problems_row(&summary.partial_problems) {
         let _ = writeln!(md, "{row}");
     }
+    if let Some(row) = composed_row(records) {
+        let _ = writeln!(md, "{row}");
+    }
     let _ = writeln!(md, "| conditions | {} |", manifest.conditions.len());
     let _ = writeln!(md, "| seed | {} |", manifest.seed);
     let _ = writeln!(
@@ -1205,7 +1228,7 @@ fn markdown(
         "Budgets: `v0`–`v4` are the paper's verbosity prompts (0 = one sentence, 4 = step by step) with a generous cap; \
 `capN` is step-by-step reasoning cut at N tokens, then the answer is forced (budget forcing). Layouts: `full` = c' + c + q \
 (the paper), `learned` = c' + q, `routed` = the parts of c' retrieved for q + c + q with a full-reasoning fallback, \
-`context-only` = c' + c without q. Accuracy intervals are 95% Wilson intervals. Records hold ids and numbers only.\n"
+`context-only` = c' + c without q, `checked` = c' + c + q escalated to full reasoning on c + q when the answer is not a value c' holds. Accuracy intervals are 95% Wilson intervals. Records hold ids and numbers only.\n"
     );
 
     let _ = writeln!(md, "## Targets\n");

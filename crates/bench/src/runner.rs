@@ -98,6 +98,51 @@ struct Learned {
     steps: u32,
 }
 
+/// A checked record from the recorded answers it consists of: the fast answer when `c'`
+/// backs it, otherwise both calls with the fallback's answer (what evaluating it would do).
+fn compose_checked(rec: &mut Record, fast: &Record, fallback: &Record) {
+    rec.sleep.clone_from(&fast.sleep);
+    rec.answer = fast.answer;
+    rec.correct = fast.correct;
+    rec.usage = fast.usage;
+    rec.calls = fast.calls;
+    rec.latency_s = fast.latency_s;
+    rec.ttft_s = fast.ttft_s;
+    rec.prefix_tokens = fast.prefix_tokens;
+    rec.prefix_prefill_s = fast.prefix_prefill_s;
+    rec.hit_cap = fast.hit_cap;
+    rec.forced = fast.forced;
+    rec.answer_in_learned = fast.answer_in_learned;
+    let mut parts = vec![fast.condition.clone()];
+    if fast.answer_in_learned == Some(true) {
+        rec.route = Some("fast".into());
+    } else {
+        rec.route = Some("fallback".into());
+        rec.answer = fallback.answer;
+        rec.correct = fallback.correct;
+        rec.usage += fallback.usage;
+        rec.calls += fallback.calls;
+        rec.latency_s += fallback.latency_s;
+        if fallback.prefix_tokens.is_some() {
+            rec.prefix_tokens = fallback.prefix_tokens;
+            rec.prefix_prefill_s = fallback.prefix_prefill_s;
+        }
+        rec.hit_cap |= fallback.hit_cap;
+        rec.forced |= fallback.forced;
+        // Whether c' holds the fallback's answer: not when it repeats the unbacked one; when
+        // it is right, exactly when c' holds the gold answer; otherwise unknown (the record
+        // keeps c''s recall, not its values).
+        let recall = fast.sleep.as_ref().map(|s| s.answer_recall);
+        rec.answer_in_learned = match (fallback.answer, fast.answer) {
+            (Some(a), Some(f)) if parse::numbers_match(a, f) => Some(false),
+            (Some(_), _) if fallback.correct => recall,
+            _ => None,
+        };
+        parts.push(fallback.condition.clone());
+    }
+    rec.composed_from = Some(parts);
+}
+
 impl Learned {
     fn text(&self) -> Option<&str> {
         self.context
@@ -168,6 +213,8 @@ struct Shared<'a> {
     writer: Mutex<ResultsWriter>,
     bar: ProgressBar,
     written: Mutex<(usize, usize)>,
+    /// Error-free records found when the run started, by (problem, condition id).
+    recorded: HashMap<(String, String), Record>,
 }
 
 fn sanitize(id: &str) -> String {
@@ -347,6 +394,11 @@ pub async fn run(
         writer: Mutex::new(ResultsWriter::open(&options.run_dir)?),
         bar: progress::bar(todo as u64, options.show_progress, &options.name),
         written: Mutex::new((0, 0)),
+        recorded: existing
+            .iter()
+            .filter(|r| r.error.is_none())
+            .map(|r| ((r.problem_id.clone(), r.condition.clone()), r.clone()))
+            .collect(),
     };
     let concurrency = options.concurrency.max(1);
     let result: anyhow::Result<Vec<()>> = futures::stream::iter(plan.iter())
@@ -427,6 +479,34 @@ impl Shared<'_> {
         }
         self.lazy.release(&state.prefixes);
         Ok(())
+    }
+
+    /// The recorded answers a checked condition is made of: the full layout's (same sleeper,
+    /// budget and prefill) and the baseline's at the fallback budget. `None` when either is
+    /// missing, or when the full record predates `answer_in_learned` (the check needs it).
+    fn recorded_checked_parts(
+        &self,
+        problem_id: &str,
+        sleeper: Sleeper,
+        budget: Budget,
+        cold: bool,
+    ) -> Option<(&Record, &Record)> {
+        let find = |condition: Condition| {
+            self.recorded
+                .get(&(problem_id.to_owned(), condition.id()))
+                .filter(|r| r.spec == condition)
+        };
+        let fast = find(Condition::Sleep {
+            sleeper,
+            layout: Layout::Full,
+            budget,
+            cold,
+        })?;
+        let fallback = find(Condition::Baseline {
+            budget: self.spec.route.fallback,
+            cold: false,
+        })?;
+        (fast.answer.is_none() || fast.answer_in_learned.is_some()).then_some((fast, fallback))
     }
 
     async fn learned(
@@ -598,6 +678,14 @@ impl Shared<'_> {
                 budget,
                 cold,
             } => {
+                if *layout == Layout::Checked {
+                    if let Some((fast, fallback)) =
+                        self.recorded_checked_parts(&problem.id, *sleeper, *budget, *cold)
+                    {
+                        compose_checked(rec, fast, fallback);
+                        return Ok(());
+                    }
+                }
                 let learned = self.learned(state, context_id, context, *sleeper).await?;
                 rec.sleep = Some(learned.record(*sleeper, &problem.question, problem.answer));
                 let text = learned.text();
@@ -628,6 +716,39 @@ impl Shared<'_> {
                         };
                         self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
                             .await?;
+                    }
+                    Layout::Checked => {
+                        // The full layout's request, then (only when c' does not back the
+                        // answer) the fallback's: the same requests as `full` and the
+                        // baseline at the fallback budget, which `compose_checked` relies on.
+                        let input = AnswerInput {
+                            context: c,
+                            learned: text,
+                            question: Some(question),
+                        };
+                        self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
+                            .await?;
+                        if learned.holds(rec.answer) == Some(true) {
+                            rec.route = Some("fast".into());
+                        } else {
+                            rec.route = Some("fallback".into());
+                            let input = AnswerInput {
+                                context: c,
+                                learned: None,
+                                question: Some(question),
+                            };
+                            self.answer(
+                                state,
+                                rec,
+                                self.spec.route.fallback,
+                                &input,
+                                0.0,
+                                None,
+                                true,
+                                true,
+                            )
+                            .await?;
+                        }
                     }
                     Layout::Routed => {
                         let doc = learned.context.as_ref().and_then(|l| l.document.as_ref());

@@ -134,6 +134,10 @@ pub enum Layout {
     Routed,
     /// `c' + c` without the question (the paper's context-only ablation, App. I).
     ContextOnly,
+    /// `c' + c + q` as [`Layout::Full`]; when the answer is not one of the values `c'` holds
+    /// (an answer `c'` does not back), escalate to full reasoning on `c + q` at the route's
+    /// fallback budget.
+    Checked,
 }
 
 impl Layout {
@@ -143,6 +147,7 @@ impl Layout {
             Layout::Learned => "learned",
             Layout::Routed => "routed",
             Layout::ContextOnly => "context-only",
+            Layout::Checked => "checked",
         }
     }
 
@@ -153,6 +158,7 @@ impl Layout {
             Layout::Learned => "c' + q",
             Layout::Routed => "retrieved c' + c + q (fallback: c + q)",
             Layout::ContextOnly => "c' + c, no q",
+            Layout::Checked => "c' + c + q (escalation: c + q when c' does not back the answer)",
         }
     }
 }
@@ -165,8 +171,9 @@ impl FromStr for Layout {
             "learned" => Ok(Self::Learned),
             "routed" => Ok(Self::Routed),
             "context-only" | "context_only" => Ok(Self::ContextOnly),
+            "checked" => Ok(Self::Checked),
             other => Err(format!(
-                "unknown layout {other:?} (full, learned, routed, context-only)"
+                "unknown layout {other:?} (full, learned, routed, context-only, checked)"
             )),
         }
     }
@@ -494,7 +501,8 @@ pub struct RouteSettings {
     pub top_n: usize,
     /// Lowest retrieval confidence for the fast path.
     pub min_confidence: f64,
-    /// Budget of the full-reasoning fallback (on `c + q`).
+    /// Budget of the full-reasoning fallback (on `c + q`), also the escalation budget of the
+    /// checked layout.
     pub fallback: Budget,
 }
 

@@ -647,3 +647,30 @@ fn the_open_recall_column_appears_only_for_runs_with_open_questions() {
     assert_eq!(cell("aided/k1/full/v0"), "100.0%");
     assert_eq!(cell("rethink/k1/full/v0"), "–");
 }
+
+#[test]
+fn records_composed_from_recorded_calls_are_counted_in_the_header() {
+    let mut records = synthetic_records(20);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = report_synthetic(&tmp.path().join("evaluated"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(!md.contains("| composed from recorded calls |"), "{md}");
+    // Mark the first 7 records of one condition as composed.
+    let condition = records
+        .iter()
+        .find(|r| r.spec.sleeper().is_some())
+        .expect("a sleep-time record")
+        .condition
+        .clone();
+    for r in records
+        .iter_mut()
+        .filter(|r| r.condition == condition)
+        .take(7)
+    {
+        r.composed_from = Some(vec![condition.clone(), "baseline/v4".into()]);
+    }
+    let files = report_synthetic(&tmp.path().join("composed"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    let row = header_row(&md, "composed from recorded calls");
+    assert!(row.contains(&format!("`{condition}` 7 —")), "{row}");
+}

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use sleeptime_bench::record::{read_manifest, read_records, Record};
 use sleeptime_bench::runner::run;
-use sleeptime_bench::spec::{Condition, Layout, MultiQuerySpec, ProgramKind, Sleeper};
+use sleeptime_bench::spec::{Condition, Layout, MultiQuerySpec, ProgramKind, ProgramSpec, Sleeper};
 
 fn by_key(records: &[Record]) -> HashMap<(String, String), Record> {
     records
@@ -465,4 +465,116 @@ fn generation_prompt_without_a_template_has_no_template_line() {
         assert!(user.contains("Example question: How many paws do the cats have?"));
         assert!(user.ends_with("4 * 4 = 16\n#### 16"), "{user}");
     }
+}
+
+/// A spec whose only sleep program is rethink, answered in the full and checked layouts.
+fn checked_spec(dir: &std::path::Path) -> sleeptime_bench::spec::ExperimentSpec {
+    let mut spec = common::spec(common::write_dataset(dir));
+    spec.programs = vec![ProgramSpec {
+        program: ProgramKind::Rethink,
+        layouts: vec![Layout::Full, Layout::Checked],
+    }];
+    spec.ks = vec![1];
+    spec.samples = 0;
+    spec.cold_problems = 0;
+    spec.program_aided = false;
+    spec.formula_budgets = Vec::new();
+    spec.predictability = false;
+    spec
+}
+
+#[tokio::test]
+async fn checked_layout_escalates_answers_that_c_prime_does_not_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = checked_spec(dir.path());
+
+    // Evaluated on a fresh run and cache: only the checked conditions.
+    let model = common::scripted();
+    let mut options = common::options(dir.path(), "evaluated");
+    options.only = Some(regex::Regex::new("checked").expect("regex"));
+    let summary = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!((summary.written, summary.errors), (3, 0));
+    let evaluated = by_key(&read_records(&options.run_dir).expect("records"));
+    // Tom's answer 36 is in c' ("12 * 3 = 36"): the fast path, one call.
+    let tom = get(&evaluated, "1", "rethink/k1/checked/v0");
+    assert_eq!(tom.route.as_deref(), Some("fast"));
+    assert!(tom.correct && tom.calls == 1 && tom.composed_from.is_none());
+    assert_eq!(tom.answer_in_learned, Some(true));
+    // Ann's answer 36 is not among c''s 5, 8 and 40: escalated to step-by-step reasoning,
+    // which (scripted) also says 36: both calls are counted, the answer is the fallback's.
+    let ann = get(&evaluated, "2", "rethink/k1/checked/v0");
+    assert_eq!(ann.route.as_deref(), Some("fallback"));
+    assert!(!ann.correct && ann.calls == 2 && ann.answer == Some(36.0));
+    assert_eq!(ann.answer_in_learned, Some(false));
+    let bob = get(&evaluated, "3", "rethink/k1/checked/v0");
+    assert_eq!(bob.route.as_deref(), Some("fallback"));
+    assert!(bob.correct);
+
+    // Composed: with the full layout and the baseline at the fallback budget recorded, the
+    // checked records come from them, without a model call (a fresh cache cannot serve them).
+    let mut options = common::options(dir.path(), "composed");
+    options.only = Some(regex::Regex::new("^(baseline/v4|rethink/k1/full/v0)$").expect("regex"));
+    run(&spec, common::backends(&common::scripted()), &options)
+        .await
+        .expect("run");
+    let parts = by_key(&read_records(&options.run_dir).expect("records"));
+    let silent = common::scripted();
+    options.only = Some(regex::Regex::new("checked").expect("regex"));
+    options.cache_dir = dir.path().join("empty-cache");
+    let summary = run(&spec, common::backends(&silent), &options)
+        .await
+        .expect("run");
+    assert_eq!((summary.written, summary.errors), (3, 0));
+    assert!(silent.calls().is_empty(), "composing calls no model");
+    let composed = by_key(&read_records(&options.run_dir).expect("records"));
+    for problem in ["1", "2", "3"] {
+        let (c, e) = (
+            get(&composed, problem, "rethink/k1/checked/v0"),
+            get(&evaluated, problem, "rethink/k1/checked/v0"),
+        );
+        assert_eq!(
+            (
+                c.answer,
+                c.correct,
+                c.usage,
+                c.calls,
+                &c.route,
+                c.answer_in_learned
+            ),
+            (
+                e.answer,
+                e.correct,
+                e.usage,
+                e.calls,
+                &e.route,
+                e.answer_in_learned
+            ),
+            "problem {problem}"
+        );
+        assert_eq!(
+            c.sleep.as_ref().map(|s| s.answer_recall),
+            e.sleep.as_ref().map(|s| s.answer_recall)
+        );
+        let full = get(&parts, problem, "rethink/k1/full/v0");
+        let mut from = vec!["rethink/k1/full/v0".to_owned()];
+        if c.route.as_deref() == Some("fallback") {
+            from.push("baseline/v4".to_owned());
+            let v4 = get(&parts, problem, "baseline/v4");
+            assert!(
+                (c.latency_s - (full.latency_s + v4.latency_s)).abs() < 1e-9,
+                "both calls' latency"
+            );
+        }
+        assert_eq!(c.composed_from.as_ref(), Some(&from));
+    }
+}
+
+#[test]
+fn the_checked_layout_parses_and_reads_in_reports() {
+    assert_eq!("checked".parse::<Layout>(), Ok(Layout::Checked));
+    assert_eq!(Layout::Checked.name(), "checked");
+    let err = "check".parse::<Layout>().expect_err("unknown layout");
+    assert!(err.contains("checked"), "{err}");
 }
