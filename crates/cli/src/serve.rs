@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// changing the model or the sleep program); fractions allowed. Default: never.
     #[arg(long, value_name = "HOURS")]
     pub relearn_hours: Option<f64>,
+    /// Answer again with full reasoning when the learned context does not back the answer
+    /// from it (its number is not in `c'`); a request's `"escalate"` overrides this.
+    #[arg(long)]
+    pub escalate_unbacked: bool,
 }
 
 pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
@@ -117,6 +121,7 @@ pub async fn run(backend_args: &BackendArgs, args: ServeArgs) -> Result<()> {
     }
     config.auth.keys = keys;
     config.scheduler.idle = Duration::from_secs(args.idle_seconds);
+    config.answer.escalate_unbacked = args.escalate_unbacked;
     config.scheduler.concurrency = args.concurrency.max(1);
     config.scheduler.context_budget_tokens = args.context_budget;
     config.scheduler.global_budget_tokens = args.global_budget;

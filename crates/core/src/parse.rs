@@ -50,6 +50,13 @@ fn last_boxed(text: &str) -> Option<String> {
     Some(text[start..].to_owned())
 }
 
+/// Whether `answer` is one of the numbers written in `text`: a learned context *backs* an
+/// answer it states. An answer from `c'` that `c'` does not back was not read off the notes,
+/// so it is worth re-checking with full reasoning.
+pub fn backed_by(text: &str, answer: f64) -> bool {
+    numbers(text).iter().any(|v| numbers_match(*v, answer))
+}
+
 /// All numbers in order of appearance.
 pub fn numbers(text: &str) -> Vec<f64> {
     let normalised = normalise_fracs(text);
@@ -174,6 +181,19 @@ fn number_at(chars: &[char], i: usize) -> Option<(f64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notes_back_only_the_numbers_written_in_them() {
+        let notes = "- total_feed = 12 * 35 = 420  (feed per week)\n- half = 1/2 = 0.5";
+        assert!(backed_by(notes, 420.0));
+        assert!(
+            backed_by(notes, 35.0),
+            "a number of an expression is written too"
+        );
+        assert!(backed_by(notes, 0.5));
+        assert!(!backed_by(notes, 421.0));
+        assert!(!backed_by("", 0.0));
+    }
 
     #[test]
     fn the_answer_is_wins_over_later_numbers() {

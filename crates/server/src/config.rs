@@ -144,6 +144,9 @@ pub struct AnswerDefaults {
     /// Verbosity of the full-reasoning fallback (no learned context yet).
     pub fallback_verbosity: u8,
     pub fallback_budget: u32,
+    /// Escalate an answer from the learned context that the learned context does not back
+    /// (its number is not written there) to full reasoning, unless the request says otherwise.
+    pub escalate_unbacked: bool,
     /// Largest budget a request may ask for.
     pub max_budget: u32,
     /// A query taking longer fails with 504.
@@ -159,6 +162,7 @@ impl Default for AnswerDefaults {
             budget: 128,
             fallback_verbosity: 4,
             fallback_budget: 1024,
+            escalate_unbacked: false,
             max_budget: 16_384,
             timeout: Duration::from_secs(300),
             chat_max_tokens: 512,

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub jobs_superseded: AtomicU64,
     pub queries_learned: AtomicU64,
     pub queries_fallback: AtomicU64,
+    /// Learned-mode queries answered again with full reasoning (also counted as learned).
+    pub queries_escalated: AtomicU64,
     fallback_completion: Mutex<(u64, u64)>,
     query_latency: Mutex<[Histogram; 2]>,
     job_duration: Mutex<Histogram>,
@@ -86,6 +88,7 @@ impl Default for Metrics {
             jobs_superseded: AtomicU64::new(0),
             queries_learned: AtomicU64::new(0),
             queries_fallback: AtomicU64::new(0),
+            queries_escalated: AtomicU64::new(0),
             fallback_completion: Mutex::new((0, 0)),
             query_latency: Mutex::new([
                 Histogram::new(LATENCY_BUCKETS),
@@ -216,6 +219,12 @@ impl Metrics {
             out,
             "sleeptime_queries_total{{mode=\"fallback\"}} {}",
             self.queries_fallback.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# HELP sleeptime_queries_escalated_total Answers from a learned context that it did not back, answered again with full reasoning.\n# TYPE sleeptime_queries_escalated_total counter");
+        let _ = writeln!(
+            out,
+            "sleeptime_queries_escalated_total {}",
+            self.queries_escalated.load(Ordering::Relaxed)
         );
         if let Some(d) = depth {
             let _ = writeln!(out, "# HELP sleeptime_queue_depth Sleep jobs waiting or running.\n# TYPE sleeptime_queue_depth gauge");

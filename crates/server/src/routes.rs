@@ -1,6 +1,7 @@
 //! The resource API: contexts, versions, learned contexts, sleep jobs, ask, usage.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sleeptime_core::{AnswerInput, Answerer};
+use sleeptime_core::{parse, Answer, AnswerConfig, AnswerInput, Answerer};
 use sleeptime_store::{
     now_ms, ChatMessage, ContextBody, ContextChangeKind, ContextRecord, ContextUpdate,
     ContextVersion, Enqueue, JobRecord, JobStatus, JobTrigger, LearnedRecord, NewContext,
@@ -752,6 +753,10 @@ pub(crate) struct AskIn {
     /// 0 (one sentence) to 4 (step by step).
     #[serde(default)]
     verbosity: Option<u8>,
+    /// Answer again with full reasoning when the learned context does not back the answer
+    /// from it (its number is not written in `c'`); default: the server's setting.
+    #[serde(default)]
+    escalate: Option<bool>,
 }
 
 pub(crate) async fn ask(
@@ -820,20 +825,29 @@ pub(crate) async fn ask(
             },
         ),
     };
-    let answerer = Answerer::new(&*state.backend, config);
-    let answer = match tokio::time::timeout(cfg.timeout, answerer.answer(&input)).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            tracing::warn!(context = %id, error = %e, "answering failed");
-            return Err(ApiError::engine(&e));
-        }
-        Err(_) => {
-            return Err(ApiError::timeout(format!(
-                "the model did not answer within {:?}",
-                cfg.timeout
-            )))
-        }
+    let mut answer = answer_within(&state, &id, config, &input, cfg.timeout).await?;
+    // An answer c' does not back was not read off the notes: answer again from the context
+    // with full reasoning, within what is left of the timeout, and count both calls.
+    let unbacked_number = match &learned {
+        Some(l) if req.escalate.unwrap_or(cfg.escalate_unbacked) => match answer.number {
+            Some(n) if parse::backed_by(&l.text, n) => None,
+            other => Some(other),
+        },
+        _ => None,
     };
+    if unbacked_number.is_some() {
+        let config = answer_config(cfg.fallback_verbosity, cfg.fallback_budget);
+        let input = AnswerInput {
+            context: Some(text.as_str()),
+            learned: None,
+            question: Some(req.question.as_str()),
+        };
+        let left = cfg.timeout.saturating_sub(started.elapsed());
+        let first_usage = answer.usage;
+        answer = answer_within(&state, &id, config, &input, left).await?;
+        answer.usage += first_usage;
+    }
+    let escalated = unbacked_number.is_some();
     let usage = token_usage(answer.usage);
     if let Err(e) = state
         .store
@@ -858,13 +872,34 @@ pub(crate) async fn ask(
         answer.usage.cached_prompt_tokens,
         u64::from(cfg.fallback_budget),
     );
-    tracing::info!(context = %id, mode = if fallback { "fallback" } else { "learned" }, latency, tokens = usage.total(), "answered");
+    if escalated {
+        state
+            .metrics
+            .queries_escalated
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let mode = if fallback {
+        "fallback"
+    } else if escalated {
+        "escalated"
+    } else {
+        "learned"
+    };
+    let note = if fallback {
+        Some("no learned context is ready for this context version; answered with full reasoning over the context")
+    } else if escalated {
+        Some("the learned context did not back the answer from it (its number is not in the learned context); answered again with full reasoning over the context")
+    } else {
+        None
+    };
+    tracing::info!(context = %id, mode, latency, tokens = usage.total(), "answered");
     Ok(Json(json!({
         "object": "answer",
         "context_id": id,
         "context_version": ctx.version,
-        "mode": if fallback { "fallback" } else { "learned" },
-        "note": if fallback { Some("no learned context is ready for this context version; answered with full reasoning over the context") } else { None },
+        "mode": mode,
+        "note": note,
+        "unbacked_number": unbacked_number.flatten(),
         "learned": learned.as_ref().map(|l| json!({"id": l.id, "version": l.version, "context_version": l.context_version})),
         "answer": answer.text,
         "number": answer.number,
@@ -875,6 +910,27 @@ pub(crate) async fn ask(
         "hit_cap": answer.hit_cap,
         "forced": answer.forced,
     })))
+}
+
+/// One answer within `timeout`, with the API's errors for failures and timeouts.
+async fn answer_within(
+    state: &AppState,
+    context_id: &str,
+    config: AnswerConfig,
+    input: &AnswerInput<'_>,
+    timeout: Duration,
+) -> ApiResult<Answer> {
+    let answerer = Answerer::new(&*state.backend, config);
+    match tokio::time::timeout(timeout, answerer.answer(input)).await {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => {
+            tracing::warn!(context = %context_id, error = %e, "answering failed");
+            Err(ApiError::engine(&e))
+        }
+        Err(_) => Err(ApiError::timeout(format!(
+            "the model did not answer within {timeout:?}"
+        ))),
+    }
 }
 
 pub(crate) async fn usage(State(state): S, Caller(t): Caller) -> ApiResult<Json<Value>> {
@@ -925,8 +981,8 @@ pub(crate) async fn metrics(State(state): S) -> Response {
     let text = state.metrics.render(
         depth,
         gate.active(),
-        gate.yields.load(std::sync::atomic::Ordering::Relaxed),
-        gate.preemptions.load(std::sync::atomic::Ordering::Relaxed),
+        gate.yields.load(Ordering::Relaxed),
+        gate.preemptions.load(Ordering::Relaxed),
     );
     (
         [(

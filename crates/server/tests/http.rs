@@ -200,6 +200,104 @@ async fn full_lifecycle_create_learn_ask() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_escalates_an_answer_the_learned_context_does_not_back_when_asked_to() {
+    // The notes say 3 * 2 = 6, but the answer from them says 7; full reasoning says 6.
+    let scripted = ScriptedBackend::new()
+        .on("at first", "The answer is 3.")
+        .on("Memory block saved", "<finish_rethinking_memory/>")
+        .on(
+            "[trigger_rethink_memory]",
+            format!("<rethink_memory>{LEARNED_NOTES}</rethink_memory>").as_str(),
+        )
+        .on("Memory block (rethink_memory_block)", "The answer is 7.")
+        .fallback("Let me think step by step. 3 apples doubled is 6. The answer is 6.");
+    let mut h = start(Options {
+        scripted,
+        ..Options::default()
+    })
+    .await;
+    let ctx = h
+        .create(ALICE, "Alice has 3 apples. She doubles them.")
+        .await;
+    let id = ctx["id"].as_str().expect("id").to_owned();
+    h.wait_learned(ALICE, &id).await;
+    let ask = format!("/v1/contexts/{id}/ask");
+
+    // Off by default: the unbacked answer is returned as is.
+    let (s, plain) = h
+        .send(
+            "POST",
+            &ask,
+            Some(ALICE),
+            Some(json!({"question": "How many apples now?"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{plain}");
+    assert_eq!(
+        (plain["mode"].clone(), plain["number"].clone()),
+        (json!("learned"), json!(7.0))
+    );
+
+    // Asked to: answered again with full reasoning, both calls counted.
+    let (s, ans) = h
+        .send(
+            "POST",
+            &ask,
+            Some(ALICE),
+            Some(json!({"question": "How many apples now?", "escalate": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ans}");
+    assert_eq!(ans["mode"], "escalated");
+    assert_eq!(ans["number"], 6.0);
+    assert_eq!(ans["unbacked_number"], 7.0);
+    assert!(
+        ans["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("did not back")),
+        "{ans}"
+    );
+    let tokens = |v: &Value| v["usage"]["completion_tokens"].as_i64().expect("tokens");
+    assert!(
+        tokens(&ans) > tokens(&plain),
+        "both calls are counted: {ans}"
+    );
+
+    // A backed answer is not escalated: the notes hold 6.
+    let (s, backed) = h
+        .send(
+            "POST",
+            &ask,
+            Some(ALICE),
+            Some(
+                json!({"question": "How many apples does Alice have at first?", "escalate": true}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{backed}");
+    assert_eq!(
+        (backed["mode"].clone(), backed["number"].clone()),
+        (json!("learned"), json!(3.0))
+    );
+    assert!(backed["unbacked_number"].is_null());
+
+    let metrics = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        metrics.contains("sleeptime_queries_escalated_total 1"),
+        "{metrics}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_without_learned_context_falls_back_and_says_so() {
     let mut h = start(Options::default()).await;
     let (s, ctx) = h
