@@ -912,7 +912,8 @@ pub(crate) async fn ask(
     })))
 }
 
-/// One answer within `timeout`, with the API's errors for failures and timeouts.
+/// One answer within `timeout` (what is left of the query's time limit), with the API's
+/// errors for failures and timeouts.
 async fn answer_within(
     state: &AppState,
     context_id: &str,
@@ -920,6 +921,7 @@ async fn answer_within(
     input: &AnswerInput<'_>,
     timeout: Duration,
 ) -> ApiResult<Answer> {
+    let limit = state.config.answer.timeout;
     let answerer = Answerer::new(&*state.backend, config);
     match tokio::time::timeout(timeout, answerer.answer(input)).await {
         Ok(Ok(a)) => Ok(a),
@@ -927,8 +929,9 @@ async fn answer_within(
             tracing::warn!(context = %context_id, error = %e, "answering failed");
             Err(ApiError::engine(&e))
         }
+        // `timeout` is what was left of the query's limit; the message names the limit.
         Err(_) => Err(ApiError::timeout(format!(
-            "the model did not answer within {timeout:?}"
+            "the model did not answer within {limit:?}"
         ))),
     }
 }
