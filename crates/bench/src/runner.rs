@@ -632,6 +632,33 @@ impl Shared<'_> {
         Ok(())
     }
 
+    /// Full reasoning on `c + q` at the route's fallback budget: the request of the baseline
+    /// at that budget, shared by the routed and checked layouts.
+    async fn answer_fallback(
+        &self,
+        state: &mut GroupState,
+        rec: &mut Record,
+        context: Option<&str>,
+        question: &str,
+    ) -> anyhow::Result<()> {
+        let input = AnswerInput {
+            context,
+            learned: None,
+            question: Some(question),
+        };
+        self.answer(
+            state,
+            rec,
+            self.spec.route.fallback,
+            &input,
+            0.0,
+            None,
+            true,
+            true,
+        )
+        .await
+    }
+
     async fn evaluate(
         &self,
         state: &mut GroupState,
@@ -690,7 +717,7 @@ impl Shared<'_> {
                 rec.sleep = Some(learned.record(*sleeper, &problem.question, problem.answer));
                 let text = learned.text();
                 match layout {
-                    Layout::Full => {
+                    Layout::Full | Layout::Checked => {
                         let input = AnswerInput {
                             context: c,
                             learned: text,
@@ -698,6 +725,16 @@ impl Shared<'_> {
                         };
                         self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
                             .await?;
+                        // Checked: escalate an answer c' does not back. Its two requests are
+                        // the full layout's and the fallback's, which `compose_checked` relies on.
+                        if *layout == Layout::Checked {
+                            if learned.holds(rec.answer) == Some(true) {
+                                rec.route = Some("fast".into());
+                            } else {
+                                rec.route = Some("fallback".into());
+                                self.answer_fallback(state, rec, c, question).await?;
+                            }
+                        }
                     }
                     Layout::Learned => {
                         let input = AnswerInput {
@@ -716,39 +753,6 @@ impl Shared<'_> {
                         };
                         self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
                             .await?;
-                    }
-                    Layout::Checked => {
-                        // The full layout's request, then (only when c' does not back the
-                        // answer) the fallback's: the same requests as `full` and the
-                        // baseline at the fallback budget, which `compose_checked` relies on.
-                        let input = AnswerInput {
-                            context: c,
-                            learned: text,
-                            question: Some(question),
-                        };
-                        self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
-                            .await?;
-                        if learned.holds(rec.answer) == Some(true) {
-                            rec.route = Some("fast".into());
-                        } else {
-                            rec.route = Some("fallback".into());
-                            let input = AnswerInput {
-                                context: c,
-                                learned: None,
-                                question: Some(question),
-                            };
-                            self.answer(
-                                state,
-                                rec,
-                                self.spec.route.fallback,
-                                &input,
-                                0.0,
-                                None,
-                                true,
-                                true,
-                            )
-                            .await?;
-                        }
                     }
                     Layout::Routed => {
                         let doc = learned.context.as_ref().and_then(|l| l.document.as_ref());
@@ -787,22 +791,7 @@ impl Shared<'_> {
                             other => {
                                 rec.route = Some("fallback".into());
                                 rec.route_confidence = other.map(|r| r.confidence());
-                                let input = AnswerInput {
-                                    context: c,
-                                    learned: None,
-                                    question: Some(question),
-                                };
-                                self.answer(
-                                    state,
-                                    rec,
-                                    settings.fallback,
-                                    &input,
-                                    0.0,
-                                    None,
-                                    true,
-                                    true,
-                                )
-                                .await?;
+                                self.answer_fallback(state, rec, c, question).await?;
                             }
                         }
                     }

@@ -801,6 +801,12 @@ pub(crate) async fn ask(
         .await
         .map_err(|e| ApiError::store(e, "context", &id))?;
     let text = ctx.body.to_text();
+    // Full reasoning over the context: the fallback without `c'`, and the escalation.
+    let from_context = AnswerInput {
+        context: Some(text.as_str()),
+        learned: None,
+        question: Some(req.question.as_str()),
+    };
     let (config, input) = match &learned {
         Some(l) => (
             answer_config(
@@ -808,9 +814,8 @@ pub(crate) async fn ask(
                 req.budget.unwrap_or(cfg.budget),
             ),
             AnswerInput {
-                context: Some(text.as_str()),
                 learned: Some(l.text.as_str()),
-                question: Some(req.question.as_str()),
+                ..from_context
             },
         ),
         None => (
@@ -818,11 +823,7 @@ pub(crate) async fn ask(
                 req.verbosity.unwrap_or(cfg.fallback_verbosity),
                 req.budget.unwrap_or(cfg.fallback_budget),
             ),
-            AnswerInput {
-                context: Some(text.as_str()),
-                learned: None,
-                question: Some(req.question.as_str()),
-            },
+            from_context,
         ),
     };
     let mut answer = answer_within(&state, &id, config, &input, cfg.timeout).await?;
@@ -837,14 +838,9 @@ pub(crate) async fn ask(
     };
     if unbacked_number.is_some() {
         let config = answer_config(cfg.fallback_verbosity, cfg.fallback_budget);
-        let input = AnswerInput {
-            context: Some(text.as_str()),
-            learned: None,
-            question: Some(req.question.as_str()),
-        };
         let left = cfg.timeout.saturating_sub(started.elapsed());
         let first_usage = answer.usage;
-        answer = answer_within(&state, &id, config, &input, left).await?;
+        answer = answer_within(&state, &id, config, &from_context, left).await?;
         answer.usage += first_usage;
     }
     let escalated = unbacked_number.is_some();
