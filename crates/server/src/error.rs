@@ -16,6 +16,18 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// Store results as API results: a handler turns a store error into the API error for the
+/// resource it was looking up (`what` `id`), e.g. a missing context is a 404 naming it.
+pub(crate) trait MapStoreErr<T> {
+    fn map_store_err(self, what: &str, id: &str) -> Result<T, ApiError>;
+}
+
+impl<T> MapStoreErr<T> for Result<T, StoreError> {
+    fn map_store_err(self, what: &str, id: &str) -> Result<T, ApiError> {
+        self.map_err(|e| ApiError::store(e, what, id))
+    }
+}
+
 impl ApiError {
     pub fn new(
         status: StatusCode,

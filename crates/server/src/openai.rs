@@ -18,7 +18,7 @@ use sleeptime_core::{AnswerInput, Answerer};
 use sleeptime_model::{ChatRequest, Completion, FinishReason, Message, Role, Usage};
 use sleeptime_store::{UsageEntry, UsageKind};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, MapStoreErr};
 use crate::extract::{ApiJson, Caller};
 use crate::scheduler::{answer_config, token_usage};
 use crate::state::AppState;
@@ -227,12 +227,12 @@ async fn prepare(
             .store
             .get_context(tenant, id)
             .await
-            .map_err(|e| ApiError::store(e, "context", id))?;
+            .map_store_err("context", id)?;
         let learned = state
             .store
             .current_learned(tenant, id)
             .await
-            .map_err(|e| ApiError::store(e, "context", id))?;
+            .map_store_err("context", id)?;
         let text = ctx.body.to_text();
         let cfg = &state.config.answer;
         let (config, input) = match &learned {

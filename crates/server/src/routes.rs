@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use sleeptime_core::{parse, Answer, AnswerConfig, AnswerInput, Answerer};
 use sleeptime_store::{
     now_ms, ChatMessage, ContextBody, ContextChangeKind, ContextRecord, ContextUpdate,
-    ContextVersion, Enqueue, JobRecord, JobStatus, JobTrigger, LearnedRecord, NewContext,
+    ContextVersion, Enqueue, JobRecord, JobStatus, JobTrigger, LearnedRecord, NewContext, Page,
     PageRequest, StoreError, TokenUsage, UsageEntry, UsageKind,
 };
 
-use crate::error::ApiError;
+use crate::error::{ApiError, MapStoreErr};
 use crate::extract::{ApiJson, ApiQuery, Caller};
 use crate::scheduler::{answer_config, token_usage};
 use crate::state::AppState;
@@ -127,8 +127,13 @@ pub(crate) fn learned_view(l: &LearnedRecord) -> Value {
     })
 }
 
-fn list_view(items: Vec<Value>, next_cursor: Option<String>) -> Value {
-    json!({"object": "list", "data": items, "has_more": next_cursor.is_some(), "next_cursor": next_cursor})
+/// One page of a store list as the API's list object, each item shown by `view`.
+fn list_view<T>(page: Page<T>, view: impl Fn(&T) -> Value) -> Json<Value> {
+    let items: Vec<Value> = page.items.iter().map(view).collect();
+    let next_cursor = page.next_cursor;
+    Json(
+        json!({"object": "list", "data": items, "has_more": next_cursor.is_some(), "next_cursor": next_cursor}),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +248,20 @@ fn sleep_enqueue(state: &AppState, want: Option<bool>) -> Option<Enqueue> {
     want.unwrap_or(true).then(|| state.idle_enqueue())
 }
 
+/// Tell job-event subscribers a sleep job is queued, and wake the scheduler so it need not
+/// wait for its next poll to see it.
+fn announce_queued(state: &AppState, tenant: &str, job: &JobRecord, data: Value) {
+    state.emit(&job.id, &job.context_id, tenant, "queued", data);
+    state.wake.notify_one();
+}
+
+/// A created or changed context with the sleep job the change queued (`null` when none).
+fn changed_context_view(context: &ContextRecord, job: Option<&JobRecord>) -> Value {
+    let mut v = context_view(context, true);
+    v["sleep_job"] = job.map(job_view).unwrap_or(Value::Null);
+    v
+}
+
 pub(crate) async fn create_context(
     State(state): S,
     Caller(t): Caller,
@@ -266,20 +285,12 @@ pub(crate) async fn create_context(
             sleep_enqueue(&state, req.sleep),
         )
         .await
-        .map_err(|e| ApiError::store(e, "context", ""))?;
+        .map_store_err("context", "")?;
     if let Some(job) = &change.job {
-        state.emit(
-            &job.id,
-            &job.context_id,
-            &t.id,
-            "queued",
-            json!({"due_at": secs(job.due_at)}),
-        );
-        state.wake.notify_one();
+        announce_queued(&state, &t.id, job, json!({"due_at": secs(job.due_at)}));
     }
     tracing::info!(context = %change.context.id, version = change.context.version, "context created");
-    let mut v = context_view(&change.context, true);
-    v["sleep_job"] = change.job.as_ref().map(job_view).unwrap_or(Value::Null);
+    let v = changed_context_view(&change.context, change.job.as_ref());
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -292,11 +303,8 @@ pub(crate) async fn list_contexts(
         .store
         .list_contexts(&t.id, &q.page()?)
         .await
-        .map_err(|e| ApiError::store(e, "cursor", ""))?;
-    Ok(Json(list_view(
-        page.items.iter().map(|c| context_view(c, false)).collect(),
-        page.next_cursor,
-    )))
+        .map_store_err("cursor", "")?;
+    Ok(list_view(page, |c| context_view(c, false)))
 }
 
 pub(crate) async fn get_context(
@@ -308,7 +316,7 @@ pub(crate) async fn get_context(
         .store
         .get_context(&t.id, &id)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
+        .map_store_err("context", &id)?;
     Ok(Json(context_view(&c, true)))
 }
 
@@ -334,7 +342,7 @@ async fn change_context(
         .store
         .update_context(tenant, id, update, sleep_enqueue(state, req.sleep))
         .await
-        .map_err(|e| ApiError::store(e, "context", id))?;
+        .map_store_err("context", id)?;
     for job in &change.superseded {
         state.emit(
             job,
@@ -348,18 +356,10 @@ async fn change_context(
         state.cancel_context_work(id);
     }
     if let Some(job) = &change.job {
-        state.emit(
-            &job.id,
-            id,
-            tenant,
-            "queued",
-            json!({"due_at": secs(job.due_at)}),
-        );
-        state.wake.notify_one();
+        announce_queued(state, tenant, job, json!({"due_at": secs(job.due_at)}));
     }
     tracing::info!(context = %id, version = change.context.version, superseded = change.superseded.len(), "context changed");
-    let mut v = context_view(&change.context, true);
-    v["sleep_job"] = change.job.as_ref().map(job_view).unwrap_or(Value::Null);
+    let mut v = changed_context_view(&change.context, change.job.as_ref());
     v["superseded_jobs"] = json!(change.superseded);
     Ok(Json(v))
 }
@@ -391,7 +391,7 @@ pub(crate) async fn delete_context(
         .store
         .delete_context(&t.id, &id)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
+        .map_store_err("context", &id)?;
     for job in &cancelled {
         state.emit(
             job,
@@ -417,11 +417,8 @@ pub(crate) async fn list_versions(
         .store
         .list_versions(&t.id, &id, &q.page()?)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(
-        page.items.iter().map(version_view).collect(),
-        page.next_cursor,
-    )))
+        .map_store_err("context", &id)?;
+    Ok(list_view(page, version_view))
 }
 
 pub(crate) async fn get_version(
@@ -487,7 +484,7 @@ async fn wait_job(
             .store
             .get_job(tenant, job_id)
             .await
-            .map_err(|e| ApiError::store(e, "job", job_id))?;
+            .map_store_err("job", job_id)?;
         if job.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             return Ok(job);
         }
@@ -506,17 +503,17 @@ async fn learned_status(state: &Arc<AppState>, tenant: &str, id: &str) -> ApiRes
         .store
         .get_context(tenant, id)
         .await
-        .map_err(|e| ApiError::store(e, "context", id))?;
+        .map_store_err("context", id)?;
     let current = state
         .store
         .current_learned(tenant, id)
         .await
-        .map_err(|e| ApiError::store(e, "context", id))?;
+        .map_store_err("context", id)?;
     let jobs = state
         .store
         .list_jobs(tenant, id, &PageRequest::first(1))
         .await
-        .map_err(|e| ApiError::store(e, "context", id))?;
+        .map_store_err("context", id)?;
     let job = jobs
         .items
         .into_iter()
@@ -532,7 +529,7 @@ async fn learned_status(state: &Arc<AppState>, tenant: &str, id: &str) -> ApiRes
                 .store
                 .list_learned(tenant, id, &PageRequest::first(1))
                 .await
-                .map_err(|e| ApiError::store(e, "context", id))?;
+                .map_store_err("context", id)?;
             if any.items.is_empty() {
                 "none"
             } else {
@@ -582,11 +579,8 @@ pub(crate) async fn learned_history(
         .store
         .list_learned(&t.id, &id, &q.page()?)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(
-        page.items.iter().map(learned_view).collect(),
-        page.next_cursor,
-    )))
+        .map_store_err("context", &id)?;
+    Ok(list_view(page, learned_view))
 }
 
 pub(crate) async fn trigger_sleep(
@@ -605,15 +599,13 @@ pub(crate) async fn trigger_sleep(
         .store
         .enqueue_job(&t.id, &id, enqueue)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
-    state.emit(
-        &job.id,
-        &id,
+        .map_store_err("context", &id)?;
+    announce_queued(
+        &state,
         &t.id,
-        "queued",
+        &job,
         json!({"due_at": secs(job.due_at), "trigger": "manual"}),
     );
-    state.wake.notify_one();
     let job = match wait {
         Some(timeout) => wait_job(&state, &t.id, &job.id, timeout).await?,
         None => job,
@@ -636,11 +628,8 @@ pub(crate) async fn list_jobs(
         .store
         .list_jobs(&t.id, &id, &q.page()?)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
-    Ok(Json(list_view(
-        page.items.iter().map(job_view).collect(),
-        page.next_cursor,
-    )))
+        .map_store_err("context", &id)?;
+    Ok(list_view(page, job_view))
 }
 
 pub(crate) async fn get_job(
@@ -655,7 +644,7 @@ pub(crate) async fn get_job(
             .store
             .get_job(&t.id, &id)
             .await
-            .map_err(|e| ApiError::store(e, "job", &id))?,
+            .map_store_err("job", &id)?,
     };
     Ok(Json(job_view(&job)))
 }
@@ -723,7 +712,7 @@ pub(crate) async fn job_events(
         .store
         .get_job(&t.id, &id)
         .await
-        .map_err(|e| ApiError::store(e, "job", &id))?;
+        .map_store_err("job", &id)?;
     let rx = state.events.subscribe();
     let shutdown = state.shutdown.clone();
     let es = EventStream {
@@ -794,12 +783,12 @@ pub(crate) async fn ask(
         .store
         .get_context(&t.id, &id)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
+        .map_store_err("context", &id)?;
     let learned = state
         .store
         .current_learned(&t.id, &id)
         .await
-        .map_err(|e| ApiError::store(e, "context", &id))?;
+        .map_store_err("context", &id)?;
     let text = ctx.body.to_text();
     // Full reasoning over the context: the fallback without `c'`, and the escalation.
     let from_context = AnswerInput {
@@ -937,7 +926,7 @@ pub(crate) async fn usage(State(state): S, Caller(t): Caller) -> ApiResult<Json<
         .store
         .usage_totals(Some(&t.id), None, 0)
         .await
-        .map_err(|e| ApiError::store(e, "usage", ""))?;
+        .map_store_err("usage", "")?;
     Ok(Json(json!({
         "object": "usage",
         "sleep": usage_json(&totals.sleep),

@@ -144,14 +144,7 @@ async fn killed_server_job_is_rerun_exactly_once() {
     assert_eq!(learned["status"], "ready", "{learned}");
     let job = store.get_job("alice", &job_id).await.expect("job");
     assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 2));
-    let (_, hist) = h
-        .send(
-            "GET",
-            &format!("/v1/contexts/{id}/learned/history"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let hist = h.learned_history(ALICE, &id).await;
     assert_eq!(
         hist["data"].as_array().map(Vec::len),
         Some(1),

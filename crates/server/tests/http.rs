@@ -35,11 +35,10 @@ async fn full_lifecycle_create_learn_ask() {
         .is_some_and(|t| t > 0));
 
     let (s, ans) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/ask"),
-            Some(ALICE),
-            Some(json!({"question": "How many apples now?", "budget": 32})),
+        .ask(
+            ALICE,
+            &id,
+            json!({"question": "How many apples now?", "budget": 32}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{ans}");
@@ -89,15 +88,7 @@ async fn full_lifecycle_create_learn_ask() {
         .expect("stream ends")
         .expect("text");
     assert!(body.contains("event: succeeded"), "{body}");
-    let metrics = h
-        .client
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = h.metrics_text().await;
     for name in [
         "sleeptime_sleep_tokens_total",
         "sleeptime_test_tokens_total",
@@ -155,14 +146,7 @@ async fn full_lifecycle_create_learn_ask() {
         ),
         (Some("ready"), Some(2))
     );
-    let (_, hist) = h
-        .send(
-            "GET",
-            &format!("/v1/contexts/{id}/learned/history"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let hist = h.learned_history(ALICE, &id).await;
     let statuses: Vec<_> = hist["data"]
         .as_array()
         .expect("list")
@@ -175,14 +159,7 @@ async fn full_lifecycle_create_learn_ask() {
     );
 
     // Manual trigger with wait relearns.
-    let (s, job) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let (s, job) = h.sleep_and_wait(ALICE, &id, 10).await;
     assert_eq!(s, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["trigger"], "manual");
@@ -281,15 +258,7 @@ async fn ask_escalates_an_answer_the_learned_context_does_not_back_when_asked_to
     );
     assert!(backed["unbacked_number"].is_null());
 
-    let metrics = h
-        .client
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("sleeptime_queries_escalated_total 1"),
         "{metrics}"
@@ -300,25 +269,12 @@ async fn ask_escalates_an_answer_the_learned_context_does_not_back_when_asked_to
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ask_without_learned_context_falls_back_and_says_so() {
     let mut h = start(Options::default()).await;
-    let (s, ctx) = h
-        .send(
-            "POST",
-            "/v1/contexts",
-            Some(ALICE),
-            Some(json!({"text": "Bob has 2 pears.", "sleep": false})),
-        )
+    let ctx = h
+        .create_with(ALICE, json!({"text": "Bob has 2 pears.", "sleep": false}))
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     assert!(ctx["sleep_job"].is_null());
     let id = ctx["id"].as_str().expect("id");
-    let (s, ans) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/ask"),
-            Some(ALICE),
-            Some(json!({"question": "How many?"})),
-        )
-        .await;
+    let (s, ans) = h.ask(ALICE, id, json!({"question": "How many?"})).await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "fallback");
     assert!(ans["learned"].is_null());
@@ -333,14 +289,8 @@ async fn ask_without_learned_context_falls_back_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supersede_on_change_wastes_nothing_on_stale_text() {
     // Every sleep step takes 200 ms and the model never finishes on its own (10 rewrites).
-    let scripted = ScriptedBackend::new()
-        .on(
-            "[trigger_rethink_memory]",
-            "<rethink_memory>notes</rethink_memory>",
-        )
-        .fallback("The answer is 1.");
     let mut opts = Options {
-        scripted,
+        scripted: endless_rethinking("notes"),
         sleep_delay: Duration::from_millis(200),
         ..Options::default()
     };
@@ -362,9 +312,7 @@ async fn supersede_on_change_wastes_nothing_on_stale_text() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["superseded_jobs"], json!([first_job]));
-    let (_, j) = h
-        .send("GET", &format!("/v1/jobs/{first_job}"), Some(ALICE), None)
-        .await;
+    let j = h.job(ALICE, &first_job).await;
     assert_eq!(j["status"], "superseded");
     assert_eq!(
         j["usage"]["total_tokens"], 0,
@@ -373,24 +321,10 @@ async fn supersede_on_change_wastes_nothing_on_stale_text() {
 
     // A change while the job runs: it stops, and no c' of the old text is ever published.
     let second_job = v["sleep_job"]["id"].as_str().expect("job").to_owned();
-    let (_, j) = h
-        .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
-        .await;
+    let j = h.job(ALICE, &second_job).await;
     assert_eq!(j["status"], "pending");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, j) = h
-            .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
-            .await;
-        if j["status"] == "running" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job never started: {j}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    h.wait_until_running(ALICE, &second_job, Duration::from_secs(5))
+        .await;
     let (s, v3) = h
         .send(
             "PUT",
@@ -401,21 +335,12 @@ async fn supersede_on_change_wastes_nothing_on_stale_text() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v3["superseded_jobs"], json!([second_job]));
-    let (_, j) = h
-        .send("GET", &format!("/v1/jobs/{second_job}"), Some(ALICE), None)
-        .await;
+    let j = h.job(ALICE, &second_job).await;
     assert_eq!(j["status"], "superseded");
     let learned = h.wait_learned(ALICE, &id).await;
     assert_eq!(learned["status"], "ready", "{learned}");
     assert_eq!(learned["learned"]["context_version"], 3);
-    let (_, hist) = h
-        .send(
-            "GET",
-            &format!("/v1/contexts/{id}/learned/history"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let hist = h.learned_history(ALICE, &id).await;
     assert_eq!(
         hist["data"].as_array().map(Vec::len),
         Some(1),
@@ -516,15 +441,9 @@ async fn bad_input_corpus_is_refused_clearly_and_changes_nothing() {
     let mut opts = Options::default();
     opts.config.answer.timeout = Duration::from_millis(500);
     let mut h = start(opts).await;
-    let (s, ctx) = h
-        .send(
-            "POST",
-            "/v1/contexts",
-            Some(ALICE),
-            Some(json!({"text": "Original text.", "sleep": false})),
-        )
+    let ctx = h
+        .create_with(ALICE, json!({"text": "Original text.", "sleep": false}))
         .await;
-    assert_eq!(s, StatusCode::CREATED);
     let id = ctx["id"].as_str().expect("id").to_owned();
     let put = format!("/v1/contexts/{id}");
     let ask = format!("/v1/contexts/{id}/ask");
@@ -629,14 +548,8 @@ async fn failing_backend_fails_the_job_with_its_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_come_first_sleep_steps_never_start_during_a_query() {
     // Continuous sleep load: several contexts, 10 slow steps each; queries take 80 ms.
-    let scripted = ScriptedBackend::new()
-        .on(
-            "[trigger_rethink_memory]",
-            "<rethink_memory>notes</rethink_memory>",
-        )
-        .fallback("The answer is 1.");
     let mut opts = Options {
-        scripted,
+        scripted: endless_rethinking("notes"),
         sleep_delay: Duration::from_millis(60),
         query_delay: Duration::from_millis(80),
         ..Options::default()
@@ -661,11 +574,10 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
         let id = &ids[i % ids.len()];
         let t = std::time::Instant::now();
         let (s, a) = h
-            .send(
-                "POST",
-                &format!("/v1/contexts/{id}/ask"),
-                Some(ALICE),
-                Some(json!({"question": format!("q{i}?"), "budget": 8})),
+            .ask(
+                ALICE,
+                id,
+                json!({"question": format!("q{i}?"), "budget": 8}),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{a}");
@@ -688,20 +600,8 @@ async fn queries_come_first_sleep_steps_never_start_during_a_query() {
             );
         }
     }
-    let metrics = h
-        .client
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
-    let yields: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sleeptime_sleep_yields_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("yields metric");
+    let metrics = h.metrics_text().await;
+    let yields = metric(&metrics, "sleeptime_sleep_yields_total");
     assert!(yields > 0, "sleep work yielded to queries");
     // A query waits at most for one sleep step already under way, not for the sleep job.
     let worst = lat.iter().max().copied().unwrap_or_default();
@@ -746,14 +646,7 @@ async fn crashed_worker_job_is_rerun_once_after_its_lease_expires() {
     let id = change.context.id.clone();
     // Not taken over while the lease holds.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, j) = h
-        .send(
-            "GET",
-            &format!("/v1/jobs/{}", dead.job.id),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let j = h.job(ALICE, &dead.job.id).await;
     assert_eq!(
         (j["status"].as_str(), j["attempts"].as_i64()),
         (Some("running"), Some(1))
@@ -778,28 +671,15 @@ async fn crashed_worker_job_is_rerun_once_after_its_lease_expires() {
         )
         .await
         .is_err());
-    let (_, hist) = h
-        .send(
-            "GET",
-            &format!("/v1/contexts/{id}/learned/history"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let hist = h.learned_history(ALICE, &id).await;
     assert_eq!(hist["data"].as_array().map(Vec::len), Some(1));
     h.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_parks_running_jobs_for_the_next_process() {
-    let scripted = ScriptedBackend::new()
-        .on(
-            "[trigger_rethink_memory]",
-            "<rethink_memory>notes</rethink_memory>",
-        )
-        .fallback("The answer is 1.");
     let mut opts = Options {
-        scripted,
+        scripted: endless_rethinking("notes"),
         sleep_delay: Duration::from_millis(300),
         ..Options::default()
     };
@@ -807,17 +687,8 @@ async fn shutdown_parks_running_jobs_for_the_next_process() {
     let mut h = start(opts).await;
     let ctx = h.create(ALICE, "long job").await;
     let job_id = ctx["sleep_job"]["id"].as_str().expect("job").to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, j) = h
-            .send("GET", &format!("/v1/jobs/{job_id}"), Some(ALICE), None)
-            .await;
-        if j["status"] == "running" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    h.wait_until_running(ALICE, &job_id, Duration::from_secs(5))
+        .await;
     h.shutdown().await;
     let job = h.store.get_job("alice", &job_id).await.expect("job");
     assert_eq!(
@@ -932,13 +803,9 @@ async fn openai_compatible_chat_completions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lifecycle_and_supersede() {
-    let Some(url) = sleeptime_store::testing::postgres_url() else {
-        eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
+    let Some(db) = fresh_postgres_database().await else {
         return;
     };
-    let db = sleeptime_store::testing::fresh_postgres_database(&url)
-        .await
-        .expect("database");
     let store = std::sync::Arc::new(
         sleeptime_store::SqlStore::connect(&db, 8)
             .await
@@ -968,14 +835,7 @@ async fn postgres_lifecycle_and_supersede() {
         ),
         (Some("ready"), Some(2))
     );
-    let (s, ans) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/ask"),
-            Some(ALICE),
-            Some(json!({"question": "How many?"})),
-        )
-        .await;
+    let (s, ans) = h.ask(ALICE, &id, json!({"question": "How many?"})).await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "learned");
     let (s, b) = h
@@ -1016,14 +876,8 @@ async fn official_openai_python_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleep_token_budget_stops_the_job_and_is_accounted() {
-    let scripted = ScriptedBackend::new()
-        .on(
-            "[trigger_rethink_memory]",
-            "<rethink_memory>notes that never end</rethink_memory>",
-        )
-        .fallback("The answer is 1.");
     let mut opts = Options {
-        scripted,
+        scripted: endless_rethinking("notes that never end"),
         ..Options::default()
     };
     opts.config.scheduler.context_budget_tokens = Some(5);
@@ -1044,14 +898,7 @@ async fn sleep_token_budget_stops_the_job_and_is_accounted() {
     assert!(spent > 0, "the tokens spent before the stop are recorded");
     // Budget spent: a manual trigger fails at once without calling the model.
     let calls_before = h.backend.calls().len();
-    let (s, job) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=10"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let (s, job) = h.sleep_and_wait(ALICE, &id, 10).await;
     assert_eq!(s, StatusCode::OK, "{job}");
     assert_eq!(job["status"], "failed");
     assert_eq!(h.backend.calls().len(), calls_before);

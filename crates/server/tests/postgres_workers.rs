@@ -12,18 +12,13 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use sleeptime_server::Role;
-use sleeptime_store::testing::{fresh_postgres_database, postgres_url};
 use sleeptime_store::SqlStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_process_picks_up_jobs_from_an_api_process_without_polling() {
-    let Some(url) = postgres_url() else {
-        eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
+    let Some(db) = fresh_postgres_database().await else {
         return;
     };
-    let db = fresh_postgres_database(&url)
-        .await
-        .expect("create test database");
     // So long that only a notification can explain a prompt pick-up.
     let poll = Duration::from_secs(60);
     let mut api_opts = Options::default();
@@ -72,14 +67,7 @@ async fn worker_process_picks_up_jobs_from_an_api_process_without_polling() {
 
     // A manual trigger on the API process is run by the worker just as promptly.
     let started = Instant::now();
-    let (s, job) = api
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/sleep?wait=true&timeout_s=20"),
-            Some(ALICE),
-            None,
-        )
-        .await;
+    let (s, job) = api.sleep_and_wait(ALICE, &id, 20).await;
     assert_eq!(s, StatusCode::OK, "{job}");
     assert_eq!(
         (job["status"].as_str(), job["trigger"].as_str()),

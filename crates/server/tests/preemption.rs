@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{start, CallKind, Options, ALICE};
+use common::{metric, start, CallKind, Options, ALICE};
 use reqwest::StatusCode;
 use serde_json::json;
 use sleeptime_model::scripted::ScriptedBackend;
@@ -45,13 +45,6 @@ async fn wait_for_sleep_call(scripted: &ScriptedBackend) {
     panic!("no sleep call started");
 }
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_interrupts_a_sleep_generation_which_resumes_where_it_stopped() {
     let notes = long_notes();
@@ -71,12 +64,7 @@ async fn a_query_interrupts_a_sleep_generation_which_resumes_where_it_stopped() 
 
     wait_for_sleep_call(&scripted).await;
     let (s, answer) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/ask"),
-            Some(ALICE),
-            Some(json!({"question": "How many?", "budget": 8})),
-        )
+        .ask(ALICE, &id, json!({"question": "How many?", "budget": 8}))
         .await;
     assert_eq!(s, StatusCode::OK, "{answer}");
 
@@ -126,15 +114,7 @@ async fn a_query_interrupts_a_sleep_generation_which_resumes_where_it_stopped() 
         "the query did not wait for the sleep step"
     );
 
-    let metrics = h
-        .client
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .expect("m")
-        .text()
-        .await
-        .expect("t");
+    let metrics = h.metrics_text().await;
     assert!(
         metric(&metrics, "sleeptime_sleep_preemptions_total") >= 1,
         "{metrics}"

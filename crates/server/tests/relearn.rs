@@ -34,13 +34,8 @@ async fn learned_context_older_than_the_period_is_relearned() {
         .create(ALICE, "Alice has 3 apples. She doubles them.")
         .await;
     let id = ctx["id"].as_str().expect("id").to_owned();
-    let (_, quiet) = h
-        .send(
-            "POST",
-            "/v1/contexts",
-            Some(ALICE),
-            Some(json!({"text": "Bob has 2 pears.", "sleep": false})),
-        )
+    let quiet = h
+        .create_with(ALICE, json!({"text": "Bob has 2 pears.", "sleep": false}))
         .await;
     let quiet_id = quiet["id"].as_str().expect("id").to_owned();
     let learned = h.wait_learned(ALICE, &id).await;
@@ -56,14 +51,7 @@ async fn learned_context_older_than_the_period_is_relearned() {
     // A second sample of c' for the same context version, from a scheduled job.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let hist = loop {
-        let (_, hist) = h
-            .send(
-                "GET",
-                &format!("/v1/contexts/{id}/learned/history"),
-                Some(ALICE),
-                None,
-            )
-            .await;
+        let hist = h.learned_history(ALICE, &id).await;
         if hist["data"].as_array().is_some_and(|d| d.len() >= 2) {
             break hist;
         }

@@ -52,12 +52,7 @@ async fn aided_program_stores_engine_computed_quantities_and_answers_from_them()
     );
 
     let (s, ans) = h
-        .send(
-            "POST",
-            &format!("/v1/contexts/{id}/ask"),
-            Some(ALICE),
-            Some(json!({"question": "How many apples now?"})),
-        )
+        .ask(ALICE, &id, json!({"question": "How many apples now?"}))
         .await;
     assert_eq!(s, StatusCode::OK, "{ans}");
     assert_eq!(ans["mode"], "learned");

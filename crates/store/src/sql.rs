@@ -139,6 +139,7 @@ CREATE INDEX usage_ledger_context ON usage_ledger (context_id, created_at)
 
 const CONTEXT_COLS: &str = "id, tenant_id, name, kind, body, hash, version, created_at, updated_at";
 const JOB_COLS: &str = "id, tenant_id, context_id, context_version, status, trigger_kind, due_at, attempts, max_attempts, claim_token, lease_until, prompt_tokens, cached_tokens, completion_tokens, error, learned_id, created_at, started_at, finished_at, updated_at";
+const VERSION_COLS: &str = "context_id, version, kind, body, hash, created_at";
 const LEARNED_COLS: &str = "id, tenant_id, context_id, version, context_version, context_hash, program, model_fingerprint, model_name, status, text, detail, prompt_tokens, cached_tokens, completion_tokens, job_id, created_at";
 
 /// A time-ordered id: prefix, 14 hex digits of microseconds (strictly increasing within the
@@ -190,6 +191,14 @@ fn version_from_row(row: &AnyRow) -> StoreResult<ContextVersion> {
         version: row.try_get("version")?,
         hash: row.try_get("hash")?,
         body: ContextBody::decode(&kind, row.try_get("body")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn tenant_from_row(row: &AnyRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -250,6 +259,49 @@ fn learned_from_row(row: &AnyRow) -> StoreResult<LearnedRecord> {
         job_id: row.try_get("job_id")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// Map every row with `from_row`.
+fn from_rows<T>(
+    rows: &[AnyRow],
+    from_row: impl Fn(&AnyRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    rows.iter().map(from_row).collect()
+}
+
+/// Map the row that must exist; `missing` is the error when it does not (`NotFound` for a
+/// lookup, `LeaseLost` for a lease).
+fn required<T>(
+    row: Option<AnyRow>,
+    from_row: impl Fn(&AnyRow) -> StoreResult<T>,
+    missing: StoreError,
+) -> StoreResult<T> {
+    row.as_ref().map(from_row).transpose()?.ok_or(missing)
+}
+
+/// The `id` column of each row (from `... RETURNING id`).
+fn ids_from_rows(rows: &[AnyRow]) -> StoreResult<Vec<String>> {
+    from_rows(rows, |r| Ok(r.try_get::<String, _>("id")?))
+}
+
+/// `Ok(None)` for a row that does not exist, any other error passed on.
+fn if_found<T>(result: StoreResult<T>) -> StoreResult<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The usage ledger entry for a sleep job's model calls.
+fn sleep_usage(job: &JobRecord, usage: TokenUsage) -> UsageEntry {
+    UsageEntry {
+        tenant_id: job.tenant_id.clone(),
+        context_id: Some(job.context_id.clone()),
+        job_id: Some(job.id.clone()),
+        kind: UsageKind::Sleep,
+        usage,
+    }
 }
 
 /// Split rows fetched with `limit + 1` into a page; the cursor is `cursor_of(last item)`.
@@ -428,6 +480,56 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The row `id` of `table`, if it belongs to the tenant: another tenant's row is
+    /// [`StoreError::NotFound`] too.
+    async fn tenant_row<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        tenant_id: &str,
+        id: &str,
+        from_row: impl Fn(&AnyRow) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let row = sqlx::query(&format!(
+            "SELECT {columns} FROM {table} WHERE id = $1 AND tenant_id = $2"
+        ))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        required(row, from_row, StoreError::NotFound)
+    }
+
+    /// A page of a context's history kept in `table` (context versions or learned contexts),
+    /// newest version first; the cursor is the last version shown.
+    async fn version_page<T>(
+        &self,
+        context_id: &str,
+        page: &PageRequest,
+        table: &str,
+        columns: &str,
+        from_row: impl Fn(&AnyRow) -> StoreResult<T>,
+        version_of: impl Fn(&T) -> i64,
+    ) -> StoreResult<Page<T>> {
+        let limit = page.clamped_limit();
+        let before = match &page.cursor {
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
+            None => i64::MAX,
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM {table} WHERE context_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3"
+        ))
+        .bind(context_id)
+        .bind(before)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = from_rows(&rows, from_row)?;
+        Ok(paginate(items, limit, |item| version_of(item).to_string()))
+    }
+
     /// Read and row-lock (on PostgreSQL) a context in a transaction.
     async fn lock_context(
         &self,
@@ -435,33 +537,25 @@ impl SqlStore {
         tenant_id: Option<&str>,
         id: &str,
     ) -> StoreResult<ContextRecord> {
-        let row = match tenant_id {
-            Some(t) => {
-                sqlx::query(&format!(
-                    "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1 AND tenant_id = $2{}",
-                    self.for_update()
-                ))
-                .bind(id)
-                .bind(t)
-                .fetch_optional(&mut **tx)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1{}",
-                    self.for_update()
-                ))
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?
-            }
+        let tenant_check = if tenant_id.is_some() {
+            " AND tenant_id = $2"
+        } else {
+            ""
         };
-        row.as_ref()
-            .map(context_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        let sql = format!(
+            "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1{tenant_check}{}",
+            self.for_update()
+        );
+        let mut query = sqlx::query(&sql).bind(id);
+        if let Some(t) = tenant_id {
+            query = query.bind(t);
+        }
+        let row = query.fetch_optional(&mut **tx).await?;
+        required(row, context_from_row, StoreError::NotFound)
     }
 
+    /// Insert a pending job for the context's current version, and tell the other processes
+    /// (every new pending job is news to their schedulers).
     async fn insert_job(
         &self,
         tx: &mut Tx,
@@ -484,6 +578,7 @@ impl SqlStore {
         .bind(now)
         .fetch_one(&mut **tx)
         .await?;
+        self.notify_jobs(tx).await?;
         job_from_row(&row)
     }
 
@@ -531,10 +626,7 @@ impl SqlStore {
         .bind(&lease.token)
         .fetch_optional(&mut **tx)
         .await?;
-        row.as_ref()
-            .map(job_from_row)
-            .transpose()?
-            .ok_or(StoreError::LeaseLost)
+        required(row, job_from_row, StoreError::LeaseLost)
     }
 }
 
@@ -634,11 +726,7 @@ impl Store for SqlStore {
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Tenant {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            created_at: row.try_get("created_at")?,
-        })
+        tenant_from_row(&row)
     }
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
@@ -693,14 +781,7 @@ impl Store for SqlStore {
         .bind(key_hash(key))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| {
-            Ok(Tenant {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn create_context(
@@ -740,9 +821,6 @@ impl Store for SqlStore {
             Some(s) => Some(self.insert_job(&mut tx, &ctx, s, now).await?),
             None => None,
         };
-        if job.is_some() {
-            self.notify_jobs(&mut tx).await?;
-        }
         tx.commit().await?;
         Ok(ContextChange {
             context: ctx,
@@ -752,17 +830,8 @@ impl Store for SqlStore {
     }
 
     async fn get_context(&self, tenant_id: &str, id: &str) -> StoreResult<ContextRecord> {
-        let row = sqlx::query(&format!(
-            "SELECT {CONTEXT_COLS} FROM contexts WHERE id = $1 AND tenant_id = $2"
-        ))
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(context_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        self.tenant_row("contexts", CONTEXT_COLS, tenant_id, id, context_from_row)
+            .await
     }
 
     async fn list_contexts(
@@ -779,10 +848,7 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .iter()
-            .map(context_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = from_rows(&rows, context_from_row)?;
         Ok(paginate(items, limit, |c| c.id.clone()))
     }
 
@@ -828,7 +894,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         self.insert_version(&mut tx, &ctx).await?;
-        let superseded: Vec<String> = sqlx::query(
+        let rows = sqlx::query(
             "UPDATE sleep_jobs SET status = 'superseded', claim_token = NULL, finished_at = $1, updated_at = $1,
                  error = 'superseded by a newer context version'
              WHERE context_id = $2 AND status IN ('pending', 'running') AND context_version < $3 RETURNING id",
@@ -837,10 +903,8 @@ impl Store for SqlStore {
         .bind(&ctx.id)
         .bind(ctx.version)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id"))
-        .collect::<Result<_, _>>()?;
+        .await?;
+        let superseded = ids_from_rows(&rows)?;
         sqlx::query("UPDATE learned_contexts SET status = 'stale' WHERE context_id = $1 AND context_version < $2 AND status = 'ready'")
             .bind(&ctx.id)
             .bind(ctx.version)
@@ -850,9 +914,6 @@ impl Store for SqlStore {
             Some(s) => Some(self.insert_job(&mut tx, &ctx, s, now).await?),
             None => None,
         };
-        if job.is_some() {
-            self.notify_jobs(&mut tx).await?;
-        }
         tx.commit().await?;
         Ok(ContextChange {
             context: ctx,
@@ -865,17 +926,15 @@ impl Store for SqlStore {
         let now = now_ms();
         let mut tx = self.begin().await?;
         let ctx = self.lock_context(&mut tx, Some(tenant_id), id).await?;
-        let cancelled: Vec<String> = sqlx::query(
+        let rows = sqlx::query(
             "UPDATE sleep_jobs SET status = 'cancelled', claim_token = NULL, finished_at = $1, updated_at = $1, error = 'context deleted'
              WHERE context_id = $2 AND status IN ('pending', 'running') RETURNING id",
         )
         .bind(now)
         .bind(&ctx.id)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>("id"))
-        .collect::<Result<_, _>>()?;
+        .await?;
+        let cancelled = ids_from_rows(&rows)?;
         for table in ["learned_contexts", "context_versions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE context_id = $1"))
                 .bind(&ctx.id)
@@ -897,26 +956,15 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<ContextVersion>> {
         let ctx = self.get_context(tenant_id, id).await?;
-        let limit = page.clamped_limit();
-        let before = match &page.cursor {
-            Some(c) => c
-                .parse::<i64>()
-                .map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
-            None => i64::MAX,
-        };
-        let rows = sqlx::query(
-            "SELECT context_id, version, kind, body, hash, created_at FROM context_versions WHERE context_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+        self.version_page(
+            &ctx.id,
+            page,
+            "context_versions",
+            VERSION_COLS,
+            version_from_row,
+            |v| v.version,
         )
-        .bind(&ctx.id)
-        .bind(before)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(version_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paginate(items, limit, |v| v.version.to_string()))
+        .await
     }
 
     async fn get_version(
@@ -926,17 +974,14 @@ impl Store for SqlStore {
         version: i64,
     ) -> StoreResult<ContextVersion> {
         let ctx = self.get_context(tenant_id, id).await?;
-        let row = sqlx::query(
-            "SELECT context_id, version, kind, body, hash, created_at FROM context_versions WHERE context_id = $1 AND version = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLS} FROM context_versions WHERE context_id = $1 AND version = $2"
+        ))
         .bind(&ctx.id)
         .bind(version)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref()
-            .map(version_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        required(row, version_from_row, StoreError::NotFound)
     }
 
     async fn current_learned(
@@ -963,26 +1008,15 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<LearnedRecord>> {
         let ctx = self.get_context(tenant_id, context_id).await?;
-        let limit = page.clamped_limit();
-        let before = match &page.cursor {
-            Some(c) => c
-                .parse::<i64>()
-                .map_err(|_| StoreError::Invalid(format!("bad cursor {c:?}")))?,
-            None => i64::MAX,
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT {LEARNED_COLS} FROM learned_contexts WHERE context_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3"
-        ))
-        .bind(&ctx.id)
-        .bind(before)
-        .bind(limit + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(learned_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paginate(items, limit, |l| l.version.to_string()))
+        self.version_page(
+            &ctx.id,
+            page,
+            "learned_contexts",
+            LEARNED_COLS,
+            learned_from_row,
+            |l| l.version,
+        )
+        .await
     }
 
     async fn enqueue_job(
@@ -1018,28 +1052,15 @@ impl Store for SqlStore {
                 job_from_row(&row)?
             }
             Some(job) => job,
-            None => {
-                let job = self.insert_job(&mut tx, &ctx, &sleep, now).await?;
-                self.notify_jobs(&mut tx).await?;
-                job
-            }
+            None => self.insert_job(&mut tx, &ctx, &sleep, now).await?,
         };
         tx.commit().await?;
         Ok(job)
     }
 
     async fn get_job(&self, tenant_id: &str, job_id: &str) -> StoreResult<JobRecord> {
-        let row = sqlx::query(&format!(
-            "SELECT {JOB_COLS} FROM sleep_jobs WHERE id = $1 AND tenant_id = $2"
-        ))
-        .bind(job_id)
-        .bind(tenant_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(job_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        self.tenant_row("sleep_jobs", JOB_COLS, tenant_id, job_id, job_from_row)
+            .await
     }
 
     async fn list_jobs(
@@ -1059,10 +1080,7 @@ impl Store for SqlStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows
-            .iter()
-            .map(job_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let items = from_rows(&rows, job_from_row)?;
         if items.is_empty() && page.cursor.is_none() {
             // Distinguish "no jobs" from "no such context" (404).
             self.get_context(tenant_id, context_id).await?;
@@ -1137,19 +1155,9 @@ impl Store for SqlStore {
         let now = now_ms();
         let mut tx = self.begin().await?;
         // The context row first (same lock order as updates), then the job.
-        let ctx = match self.lock_context(&mut tx, None, &lease.context_id).await {
-            Ok(ctx) => Some(ctx),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e),
-        };
+        let ctx = if_found(self.lock_context(&mut tx, None, &lease.context_id).await)?;
         let job = self.leased_job(&mut tx, lease).await?;
-        let sleep_entry = UsageEntry {
-            tenant_id: job.tenant_id.clone(),
-            context_id: Some(job.context_id.clone()),
-            job_id: Some(job.id.clone()),
-            kind: UsageKind::Sleep,
-            usage: learned.usage,
-        };
+        let sleep_entry = sleep_usage(&job, learned.usage);
         let ctx = match ctx {
             Some(ctx) if ctx.version == job.context_version => ctx,
             _ => {
@@ -1244,14 +1252,8 @@ impl Store for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         if usage != TokenUsage::default() {
-            let entry = UsageEntry {
-                tenant_id: job.tenant_id.clone(),
-                context_id: Some(job.context_id.clone()),
-                job_id: Some(job.id.clone()),
-                kind: UsageKind::Sleep,
-                usage,
-            };
-            self.insert_usage(&mut tx, &entry).await?;
+            self.insert_usage(&mut tx, &sleep_usage(&job, usage))
+                .await?;
         }
         if retry.is_some() {
             self.notify_jobs(&mut tx).await?;
@@ -1344,13 +1346,11 @@ impl Store for SqlStore {
     ) -> StoreResult<Option<JobRecord>> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        let ctx = match self
+        let locked = self
             .lock_context(&mut tx, Some(&context.tenant_id), &context.context_id)
-            .await
-        {
-            Ok(ctx) => ctx,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => return Err(e),
+            .await;
+        let Some(ctx) = if_found(locked)? else {
+            return Ok(None);
         };
         let due = sqlx::query(&format!(
             "SELECT c.id AS id FROM contexts c WHERE c.id = $2 AND {RELEARN_DUE}"
@@ -1363,7 +1363,6 @@ impl Store for SqlStore {
             return Ok(None);
         }
         let job = self.insert_job(&mut tx, &ctx, &sleep, now).await?;
-        self.notify_jobs(&mut tx).await?;
         tx.commit().await?;
         Ok(Some(job))
     }

@@ -17,12 +17,19 @@ async fn sqlite() -> Option<(SqlStore, tempfile::TempDir)> {
 }
 
 async fn postgres() -> Option<(SqlStore, tempfile::TempDir)> {
-    let url = postgres_url()?;
-    let db = fresh_postgres_database(&url)
-        .await
-        .expect("create test database");
+    let db = fresh_postgres().await?;
     let store = SqlStore::connect(&db, 8).await.expect("connect postgres");
     Some((store, tempfile::tempdir().expect("tempdir")))
+}
+
+/// The URL of a fresh database on the test PostgreSQL server, or `None` when there is none.
+async fn fresh_postgres() -> Option<String> {
+    let url = postgres_url()?;
+    Some(
+        fresh_postgres_database(&url)
+            .await
+            .expect("create test database"),
+    )
 }
 
 fn text(t: &str) -> ContextBody {
@@ -40,8 +47,32 @@ fn now_due() -> Enqueue {
 fn due_in(ms: i64) -> Enqueue {
     Enqueue {
         due_at: now_ms() + ms,
-        trigger: JobTrigger::Idle,
-        max_attempts: 3,
+        ..now_due()
+    }
+}
+
+/// A job asked for by hand (the API's "learn now"), due at once.
+fn manual_now() -> Enqueue {
+    Enqueue {
+        trigger: JobTrigger::Manual,
+        ..now_due()
+    }
+}
+
+/// An update that appends `t`, with no rename and no version check.
+fn append(t: &str) -> ContextUpdate {
+    ContextUpdate {
+        change: ContextChangeKind::Append(text(t)),
+        name: None,
+        if_version: None,
+    }
+}
+
+/// An update that replaces the body with `t`, with no rename and no version check.
+fn replace(t: &str) -> ContextUpdate {
+    ContextUpdate {
+        change: ContextChangeKind::Replace(text(t)),
+        ..append(t)
     }
 }
 
@@ -63,6 +94,64 @@ fn learned(hash: &str, text: &str, tokens: i64) -> NewLearned {
 
 async fn tenant(store: &SqlStore, name: &str) -> String {
     store.create_tenant(name).await.expect("tenant").id
+}
+
+/// Create an unnamed text context for `tenant`; `sleep` enqueues its first job.
+async fn create_text(
+    store: &SqlStore,
+    tenant: &str,
+    body: &str,
+    sleep: Option<Enqueue>,
+) -> ContextChange {
+    store
+        .create_context(
+            tenant,
+            NewContext {
+                name: None,
+                body: text(body),
+            },
+            sleep,
+        )
+        .await
+        .expect("create")
+}
+
+/// A lease long enough never to run out during a test.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// Claim the next due job, if any, with a [`LEASE`].
+async fn claim(store: &SqlStore) -> Option<ClaimedJob> {
+    claim_for(store, LEASE).await
+}
+
+/// Claim the next due job, if any, with a lease of `lease`.
+async fn claim_for(store: &SqlStore, lease: Duration) -> Option<ClaimedJob> {
+    store.claim_job(lease).await.expect("claim")
+}
+
+/// The context's current learned context (`c'`), if one is ready.
+async fn current_learned(
+    store: &SqlStore,
+    tenant: &str,
+    context_id: &str,
+) -> Option<LearnedRecord> {
+    store
+        .current_learned(tenant, context_id)
+        .await
+        .expect("current")
+}
+
+/// The context's learned contexts, newest first, up to `limit`.
+async fn learned_history(
+    store: &SqlStore,
+    tenant: &str,
+    context_id: &str,
+    limit: u32,
+) -> Page<LearnedRecord> {
+    store
+        .list_learned(tenant, context_id, &PageRequest::first(limit))
+        .await
+        .expect("history")
 }
 
 async fn contexts_crud_versions_and_isolation(store: SqlStore) {
@@ -108,11 +197,7 @@ async fn contexts_crud_versions_and_isolation(store: SqlStore) {
         store.get_context(&b, &ids[0]).await,
         Err(StoreError::NotFound)
     ));
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Replace(text("x")),
-        name: None,
-        if_version: None,
-    };
+    let upd = replace("x");
     assert!(matches!(
         store.update_context(&b, &ids[0], upd.clone(), None).await,
         Err(StoreError::NotFound)
@@ -302,46 +387,23 @@ async fn api_keys(store: SqlStore) {
 
 async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let change = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("Alice has 3 apples."),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
+    let change = create_text(&store, &t, "Alice has 3 apples.", Some(now_due())).await;
     let job = change.job.expect("job");
     assert_eq!(
         (job.status, job.context_version, job.attempts),
         (JobStatus::Pending, 1, 0)
     );
-    assert!(store
-        .current_learned(&t, &change.context.id)
+    assert!(current_learned(&store, &t, &change.context.id)
         .await
-        .expect("current")
         .is_none());
 
-    let claimed = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("a job");
+    let claimed = claim(&store).await.expect("a job");
     assert_eq!(claimed.job.id, job.id);
     assert_eq!(
         (claimed.job.status, claimed.job.attempts),
         (JobStatus::Running, 1)
     );
-    assert!(
-        store
-            .claim_job(Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .is_none(),
-        "one job, one claim"
-    );
+    assert!(claim(&store).await.is_none(), "one job, one claim");
     store
         .heartbeat(&claimed.lease, Duration::from_secs(30))
         .await
@@ -349,10 +411,8 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
     let depth = store.queue_depth().await.expect("depth");
     assert_eq!((depth.pending, depth.running), (0, 1));
     // Not visible while running.
-    assert!(store
-        .current_learned(&t, &change.context.id)
+    assert!(current_learned(&store, &t, &change.context.id)
         .await
-        .expect("current")
         .is_none());
 
     let rec = store
@@ -366,10 +426,8 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
         (rec.version, rec.context_version, rec.status),
         (1, 1, LearnedStatus::Ready)
     );
-    let current = store
-        .current_learned(&t, &change.context.id)
+    let current = current_learned(&store, &t, &change.context.id)
         .await
-        .expect("current")
         .expect("ready");
     assert_eq!(current.id, rec.id);
     assert_eq!(current.text, "c' text");
@@ -399,40 +457,23 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
 
     // A manual trigger relearns: learned version 2 becomes current.
     let again = store
-        .enqueue_job(
-            &t,
-            &change.context.id,
-            Enqueue {
-                due_at: now_ms(),
-                trigger: JobTrigger::Manual,
-                max_attempts: 3,
-            },
-        )
+        .enqueue_job(&t, &change.context.id, manual_now())
         .await
         .expect("enqueue");
     assert_ne!(again.id, job.id);
-    let c2 = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("job");
+    let c2 = claim(&store).await.expect("job");
     let rec2 = store
         .finish_job(&c2.lease, learned(&change.context.hash, "better", 10))
         .await
         .expect("finish");
     assert_eq!(rec2.version, 2);
     assert_eq!(
-        store
-            .current_learned(&t, &change.context.id)
+        current_learned(&store, &t, &change.context.id)
             .await
-            .expect("cur")
             .map(|l| l.version),
         Some(2)
     );
-    let hist = store
-        .list_learned(&t, &change.context.id, &PageRequest::first(1))
-        .await
-        .expect("history");
+    let hist = learned_history(&store, &t, &change.context.id, 1).await;
     assert_eq!(hist.items[0].version, 2);
     let hist2 = store
         .list_learned(
@@ -451,10 +492,8 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
     );
     // Another tenant sees none of it.
     let other = tenant(&store, "o").await;
-    assert!(store
-        .current_learned(&other, &change.context.id)
+    assert!(current_learned(&store, &other, &change.context.id)
         .await
-        .expect("cur")
         .is_none());
     assert!(matches!(
         store.get_job(&other, &job.id).await,
@@ -470,34 +509,16 @@ async fn job_lifecycle_publishes_learned_atomically(store: SqlStore) {
 
 async fn debounce_and_supersede(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("v1"),
-            },
-            Some(due_in(400)),
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "v1", Some(due_in(400))).await;
     let first_job = c.job.expect("job");
     assert!(
-        store
-            .claim_job(Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .is_none(),
+        claim(&store).await.is_none(),
         "not due during the quiet period"
     );
     let next = store.next_wakeup().await.expect("wakeup").expect("some");
     assert_eq!(next, first_job.due_at);
     // A change during the quiet period supersedes and restarts the debounce.
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Append(text("v2")),
-        name: None,
-        if_version: None,
-    };
+    let upd = append("v2");
     let change = store
         .update_context(&t, &c.context.id, upd, Some(due_in(300)))
         .await
@@ -510,19 +531,11 @@ async fn debounce_and_supersede(store: SqlStore) {
     let job2 = change.job.expect("job 2");
     assert_eq!(job2.context_version, 2);
     tokio::time::sleep(Duration::from_millis(350)).await;
-    let claimed = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("due now");
+    let claimed = claim(&store).await.expect("due now");
     assert_eq!(claimed.job.id, job2.id);
 
     // A change while running supersedes the running job; its result is refused.
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Replace(text("v3")),
-        name: None,
-        if_version: None,
-    };
+    let upd = replace("v3");
     let change = store
         .update_context(&t, &c.context.id, upd, Some(now_due()))
         .await
@@ -540,16 +553,8 @@ async fn debounce_and_supersede(store: SqlStore) {
             .await,
         Err(StoreError::LeaseLost)
     ));
-    assert!(store
-        .current_learned(&t, &c.context.id)
-        .await
-        .expect("cur")
-        .is_none());
-    let claimed3 = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("v3 job");
+    assert!(current_learned(&store, &t, &c.context.id).await.is_none());
+    let claimed3 = claim(&store).await.expect("v3 job");
     assert_eq!(claimed3.job.context_version, 3);
     let rec = store
         .finish_job(
@@ -560,61 +565,32 @@ async fn debounce_and_supersede(store: SqlStore) {
         .expect("finish");
     assert_eq!(rec.context_version, 3);
     // The next change makes it stale, and it is no longer current.
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Append(text("v4")),
-        name: None,
-        if_version: None,
-    };
+    let upd = append("v4");
     store
         .update_context(&t, &c.context.id, upd, None)
         .await
         .expect("update");
-    assert!(store
-        .current_learned(&t, &c.context.id)
-        .await
-        .expect("cur")
-        .is_none());
-    let hist = store
-        .list_learned(&t, &c.context.id, &PageRequest::first(5))
-        .await
-        .expect("hist");
+    assert!(current_learned(&store, &t, &c.context.id).await.is_none());
+    let hist = learned_history(&store, &t, &c.context.id, 5).await;
     assert_eq!(hist.items[0].status, LearnedStatus::Stale);
 }
 
 async fn expired_lease_is_reclaimed_and_completes_once(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "ctx", Some(now_due())).await;
     // Worker A claims with a short lease and "crashes" (never heartbeats again).
-    let a = store
-        .claim_job(Duration::from_millis(200))
+    let a = claim_for(&store, Duration::from_millis(200))
         .await
-        .expect("claim")
         .expect("job");
     assert!(
-        store
-            .claim_job(Duration::from_millis(200))
+        claim_for(&store, Duration::from_millis(200))
             .await
-            .expect("claim")
             .is_none(),
         "lease holds"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Worker B takes it over.
-    let b = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("re-claimed");
+    let b = claim(&store).await.expect("re-claimed");
     assert_eq!(b.job.id, a.job.id);
     assert_eq!(b.job.attempts, 2);
     assert_ne!(b.lease.token, a.lease.token);
@@ -639,49 +615,31 @@ async fn expired_lease_is_reclaimed_and_completes_once(store: SqlStore) {
         .finish_job(&b.lease, learned(&c.context.hash, "from B", 1))
         .await
         .expect("B finishes");
-    assert!(store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .is_none());
-    let hist = store
-        .list_learned(&t, &c.context.id, &PageRequest::first(10))
-        .await
-        .expect("hist");
+    assert!(claim(&store).await.is_none());
+    let hist = learned_history(&store, &t, &c.context.id, 10).await;
     assert_eq!(hist.items.len(), 1, "exactly one completion");
     assert_eq!(hist.items[0].text, "from B");
 }
 
 async fn crash_loop_ends_in_failure(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(Enqueue {
-                due_at: now_ms(),
-                trigger: JobTrigger::Idle,
-                max_attempts: 2,
-            }),
-        )
-        .await
-        .expect("create");
+    let c = create_text(
+        &store,
+        &t,
+        "ctx",
+        Some(Enqueue {
+            max_attempts: 2,
+            ..now_due()
+        }),
+    )
+    .await;
     for _ in 0..2 {
-        store
-            .claim_job(Duration::from_millis(100))
+        claim_for(&store, Duration::from_millis(100))
             .await
-            .expect("claim")
             .expect("job");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    assert!(store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .is_none());
+    assert!(claim(&store).await.is_none());
     let job = store
         .get_job(&t, &c.job.expect("job").id)
         .await
@@ -693,28 +651,14 @@ async fn crash_loop_ends_in_failure(store: SqlStore) {
 async fn concurrent_claims_never_share_a_job(store: SqlStore) {
     let t = tenant(&store, "t").await;
     for i in 0..12 {
-        store
-            .create_context(
-                &t,
-                NewContext {
-                    name: None,
-                    body: text(&format!("c{i}")),
-                },
-                Some(now_due()),
-            )
-            .await
-            .expect("create");
+        create_text(&store, &t, &format!("c{i}"), Some(now_due())).await;
     }
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(c) = store
-                .claim_job(Duration::from_secs(30))
-                .await
-                .expect("claim")
-            {
+            while let Some(c) = claim(&store).await {
                 got.push(c.job.id);
             }
             got
@@ -731,38 +675,20 @@ async fn concurrent_claims_never_share_a_job(store: SqlStore) {
 
 async fn fail_retry_and_release(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "ctx", Some(now_due())).await;
     let used = TokenUsage {
         prompt_tokens: 7,
         cached_tokens: 0,
         completion_tokens: 3,
     };
-    let a = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("job");
+    let a = claim(&store).await.expect("job");
     let job = store
         .fail_job(&a.lease, "model timed out", used, Some(now_ms()))
         .await
         .expect("fail");
     assert_eq!((job.status, job.attempts), (JobStatus::Pending, 1));
     // Released on shutdown: pending again, the attempt not counted.
-    let b = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("retry");
+    let b = claim(&store).await.expect("retry");
     assert_eq!(b.job.attempts, 2);
     store.release_job(&b.lease).await.expect("release");
     let job = store.get_job(&t, &b.job.id).await.expect("job");
@@ -774,11 +700,7 @@ async fn fail_retry_and_release(store: SqlStore) {
     // Out of attempts (3): the failure is final.
     let mut last = None;
     for _ in 0..2 {
-        let c = store
-            .claim_job(Duration::from_secs(30))
-            .await
-            .expect("claim")
-            .expect("job");
+        let c = claim(&store).await.expect("job");
         last = Some(
             store
                 .fail_job(&c.lease, "model timed out", used, Some(now_ms()))
@@ -799,23 +721,9 @@ async fn fail_retry_and_release(store: SqlStore) {
 
 async fn manual_trigger_reuses_active_job(store: SqlStore) {
     let t = tenant(&store, "t").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(due_in(60_000)),
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "ctx", Some(due_in(60_000))).await;
     let idle = c.job.expect("job");
-    let manual = Enqueue {
-        due_at: now_ms(),
-        trigger: JobTrigger::Manual,
-        max_attempts: 3,
-    };
+    let manual = manual_now();
     let j = store
         .enqueue_job(&t, &c.context.id, manual.clone())
         .await
@@ -823,11 +731,7 @@ async fn manual_trigger_reuses_active_job(store: SqlStore) {
     assert_eq!(j.id, idle.id, "the pending job is reused");
     assert!(j.due_at <= now_ms());
     assert_eq!(j.trigger, JobTrigger::Manual);
-    let claimed = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("due now");
+    let claimed = claim(&store).await.expect("due now");
     let j2 = store
         .enqueue_job(&t, &c.context.id, manual.clone())
         .await
@@ -865,17 +769,7 @@ async fn manual_trigger_reuses_active_job(store: SqlStore) {
 async fn usage_ledger_totals(store: SqlStore) {
     let t = tenant(&store, "t").await;
     let u = tenant(&store, "u").await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            None,
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "ctx", None).await;
     for (tenant, kind, n) in [
         (&t, UsageKind::Test, 10),
         (&t, UsageKind::Test, 20),
@@ -918,11 +812,7 @@ async fn usage_ledger_totals(store: SqlStore) {
 
 /// Learn `c` now: run its pending job to completion.
 async fn learn_now(store: &SqlStore, hash: &str) -> LearnedRecord {
-    let claimed = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("a job");
+    let claimed = claim(store).await.expect("a job");
     store
         .finish_job(&claimed.lease, learned(hash, "notes", 10))
         .await
@@ -937,58 +827,17 @@ async fn tick() {
 async fn relearn_once_per_period(store: SqlStore) {
     let t = tenant(&store, "t").await;
     let schedule = || Enqueue {
-        due_at: now_ms(),
         trigger: JobTrigger::Schedule,
-        max_attempts: 3,
+        ..now_due()
     };
-    let older = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("older"),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
+    let older = create_text(&store, &t, "older", Some(now_due())).await;
     learn_now(&store, &older.context.hash).await;
     tick().await;
-    let c = store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
+    let c = create_text(&store, &t, "ctx", Some(now_due())).await;
     let rec = learn_now(&store, &c.context.hash).await;
     // Never learned, or with work pending: never due (the idle trigger owns them).
-    store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("never learned"),
-            },
-            None,
-        )
-        .await
-        .expect("create");
-    store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("pending"),
-            },
-            Some(due_in(60_000)),
-        )
-        .await
-        .expect("create");
+    create_text(&store, &t, "never learned", None).await;
+    create_text(&store, &t, "pending", Some(due_in(60_000))).await;
     tick().await;
     let me = ContextRef {
         tenant_id: t.clone(),
@@ -1046,11 +895,7 @@ async fn relearn_once_per_period(store: SqlStore) {
         .is_none());
 
     // The re-learn fails for good (e.g. budget spent): the context waits a whole period.
-    let claimed = store
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("job");
+    let claimed = claim(&store).await.expect("job");
     assert_eq!(claimed.job.id, job.id);
     store
         .fail_job(
@@ -1103,11 +948,7 @@ async fn relearn_once_per_period(store: SqlStore) {
         .contains(&me));
 
     // A new version without a c' yet is not re-learned (its stale c' does not count).
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Append(text("more")),
-        name: None,
-        if_version: None,
-    };
+    let upd = append("more");
     store
         .update_context(&t, &c.context.id, upd, None)
         .await
@@ -1124,28 +965,34 @@ async fn relearn_once_per_period(store: SqlStore) {
         .is_none());
 }
 
+/// Wait up to `within` for the queue signal; `why` names what should have fired it.
+async fn assert_woken(signal: &mut QueueSignal, within: Duration, why: &str) {
+    tokio::time::timeout(within, signal.changed())
+        .await
+        .expect(why);
+}
+
+/// Assert the queue signal stays silent for `quiet`; `why` is the message if it fires.
+async fn assert_quiet(signal: &mut QueueSignal, quiet: Duration, why: &str) {
+    assert!(
+        tokio::time::timeout(quiet, signal.changed()).await.is_err(),
+        "{why}"
+    );
+}
+
 /// On SQLite the queue has one process: the signal never fires, and callers keep polling.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_queue_signal_never_fires() {
     let (store, _dir) = sqlite().await.expect("sqlite");
     let mut signal = store.queue_signal();
     let t = tenant(&store, "t").await;
-    store
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            Some(now_due()),
-        )
-        .await
-        .expect("create");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), signal.changed())
-            .await
-            .is_err()
-    );
+    create_text(&store, &t, "ctx", Some(now_due())).await;
+    assert_quiet(
+        &mut signal,
+        Duration::from_millis(200),
+        "the SQLite queue signal fired",
+    )
+    .await;
 }
 
 /// Two stores on one PostgreSQL database stand for two processes: what one commits to the
@@ -1153,13 +1000,10 @@ async fn sqlite_queue_signal_never_fires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_notify_wakes_another_process() {
     use sqlx::{Connection, Row};
-    let Some(url) = postgres_url() else {
+    let Some(db) = fresh_postgres().await else {
         eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
         return;
     };
-    let db = fresh_postgres_database(&url)
-        .await
-        .expect("create test database");
     let a = SqlStore::connect(&db, 4).await.expect("connect a");
     let b = SqlStore::connect(&db, 4).await.expect("connect b");
     let mut signal = b.queue_signal();
@@ -1169,59 +1013,27 @@ async fn postgres_notify_wakes_another_process() {
     let t = tenant(&a, "t").await;
 
     // No job, nothing to tell.
-    let c = a
-        .create_context(
-            &t,
-            NewContext {
-                name: None,
-                body: text("ctx"),
-            },
-            None,
-        )
-        .await
-        .expect("create");
-    assert!(
-        tokio::time::timeout(quiet, signal.changed()).await.is_err(),
-        "woken without a job"
-    );
+    let c = create_text(&a, &t, "ctx", None).await;
+    assert_quiet(&mut signal, quiet, "woken without a job").await;
     // A new pending job (even one due later: the waiter learns the new earliest due time).
-    let upd = ContextUpdate {
-        change: ContextChangeKind::Append(text("more")),
-        name: None,
-        if_version: None,
-    };
+    let upd = append("more");
     a.update_context(&t, &c.context.id, upd, Some(due_in(60_000)))
         .await
         .expect("update");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken by update_context with a job");
+    assert_woken(&mut signal, woken, "woken by update_context with a job").await;
     // Made due earlier.
-    let manual = Enqueue {
-        due_at: now_ms(),
-        trigger: JobTrigger::Manual,
-        max_attempts: 3,
-    };
+    let manual = manual_now();
     a.enqueue_job(&t, &c.context.id, manual.clone())
         .await
         .expect("enqueue");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken by enqueue_job");
+    assert_woken(&mut signal, woken, "woken by enqueue_job").await;
     // Reusing a job that is already due changes nothing.
     a.enqueue_job(&t, &c.context.id, manual)
         .await
         .expect("enqueue again");
-    assert!(
-        tokio::time::timeout(quiet, signal.changed()).await.is_err(),
-        "woken by a no-op enqueue"
-    );
+    assert_quiet(&mut signal, quiet, "woken by a no-op enqueue").await;
     // A retry and a release put jobs back.
-    let claimed = a
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("job");
+    let claimed = claim(&a).await.expect("job");
     a.fail_job(
         &claimed.lease,
         "model timed out",
@@ -1230,31 +1042,12 @@ async fn postgres_notify_wakes_another_process() {
     )
     .await
     .expect("fail");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken by a retry");
-    let claimed = a
-        .claim_job(Duration::from_secs(30))
-        .await
-        .expect("claim")
-        .expect("job");
+    assert_woken(&mut signal, woken, "woken by a retry").await;
+    let claimed = claim(&a).await.expect("job");
     a.release_job(&claimed.lease).await.expect("release");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken by a release");
-    a.create_context(
-        &t,
-        NewContext {
-            name: None,
-            body: text("second"),
-        },
-        Some(now_due()),
-    )
-    .await
-    .expect("create");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken by create_context with a job");
+    assert_woken(&mut signal, woken, "woken by a release").await;
+    create_text(&a, &t, "second", Some(now_due())).await;
+    assert_woken(&mut signal, woken, "woken by create_context with a job").await;
 
     // Kill the listening connections: the listener reconnects (and wakes its waiters, since
     // notifications may have been missed), then hears commits again.
@@ -1271,22 +1064,14 @@ async fn postgres_notify_wakes_another_process() {
     .try_get("n")
     .expect("n");
     assert!(killed >= 2, "both stores listen: {killed}");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken after reconnecting");
-    a.create_context(
-        &t,
-        NewContext {
-            name: None,
-            body: text("third"),
-        },
-        Some(now_due()),
+    assert_woken(&mut signal, woken, "woken after reconnecting").await;
+    create_text(&a, &t, "third", Some(now_due())).await;
+    assert_woken(
+        &mut signal,
+        woken,
+        "woken after the connection was re-established",
     )
-    .await
-    .expect("create");
-    tokio::time::timeout(woken, signal.changed())
-        .await
-        .expect("woken after the connection was re-established");
+    .await;
     admin.close().await.expect("close");
 }
 

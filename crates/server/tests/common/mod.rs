@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sleeptime_model::scripted::{Reply, ScriptedBackend};
 use sleeptime_model::{
     ChatRequest, Completion, Message, ModelBackend, ModelError, ModelInfo, PrefixState,
@@ -120,6 +120,17 @@ pub fn scripted() -> ScriptedBackend {
         )
         .on("Memory block (rethink_memory_block)", "The answer is 6.")
         .fallback("Let me think step by step. 3 apples doubled is 6. The answer is 6.")
+}
+
+/// A scripted model that rewrites its notes to `notes` at every sleep step and never
+/// finishes on its own, so a sleep job takes all its steps; answers "1".
+pub fn endless_rethinking(notes: &str) -> ScriptedBackend {
+    ScriptedBackend::new()
+        .on(
+            "[trigger_rethink_memory]",
+            format!("<rethink_memory>{notes}</rethink_memory>").as_str(),
+        )
+        .fallback("The answer is 1.")
 }
 
 pub fn test_config() -> ServerConfig {
@@ -235,13 +246,7 @@ impl Harness {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        response(req).await
     }
 
     pub async fn raw(
@@ -265,26 +270,83 @@ impl Harness {
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        response(req).await
     }
 
     pub async fn create(&self, key: &str, text: &str) -> Value {
+        self.create_with(key, json!({"text": text})).await
+    }
+
+    /// Create a context from a full request body (e.g. `"sleep": false`); asserts 201.
+    pub async fn create_with(&self, key: &str, body: Value) -> Value {
         let (s, v) = self
-            .send(
-                "POST",
-                "/v1/contexts",
-                Some(key),
-                Some(serde_json::json!({"text": text})),
-            )
+            .send("POST", "/v1/contexts", Some(key), Some(body))
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v
+    }
+
+    pub async fn ask(&self, key: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            &format!("/v1/contexts/{id}/ask"),
+            Some(key),
+            Some(body),
+        )
+        .await
+    }
+
+    /// Trigger a sleep job by hand and wait up to `timeout_s` for it to end.
+    pub async fn sleep_and_wait(&self, key: &str, id: &str, timeout_s: u32) -> (StatusCode, Value) {
+        let path = format!("/v1/contexts/{id}/sleep?wait=true&timeout_s={timeout_s}");
+        self.send("POST", &path, Some(key), None).await
+    }
+
+    /// The job's current state (the response body, whatever the status).
+    pub async fn job(&self, key: &str, job_id: &str) -> Value {
+        self.send("GET", &format!("/v1/jobs/{job_id}"), Some(key), None)
+            .await
+            .1
+    }
+
+    /// Poll the job until a worker runs it; fails after `timeout`.
+    pub async fn wait_until_running(&self, key: &str, job_id: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let j = self.job(key, job_id).await;
+            if j["status"] == "running" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job never started: {j}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The context's learned contexts, newest first (the response body, whatever the status).
+    pub async fn learned_history(&self, key: &str, id: &str) -> Value {
+        self.send(
+            "GET",
+            &format!("/v1/contexts/{id}/learned/history"),
+            Some(key),
+            None,
+        )
+        .await
+        .1
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
     }
 
     /// Wait for the context's learned state to settle (ready, failed, stale or none).
@@ -306,6 +368,38 @@ impl Harness {
             s.shutdown().await.expect("shutdown");
         }
     }
+}
+
+/// Send a request and read its status and body (JSON, or the text as a JSON string).
+async fn response(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = req.send().await.expect("send");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The value of an unlabelled counter or gauge in Prometheus text; panics when it is missing.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+/// A fresh database on the PostgreSQL server named by `SLEEPTIME_TEST_POSTGRES_URL`, or
+/// `None` (with a note) when it is not set and the test should skip.
+pub async fn fresh_postgres_database() -> Option<String> {
+    let Some(url) = sleeptime_store::testing::postgres_url() else {
+        eprintln!("skipped: SLEEPTIME_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let db = sleeptime_store::testing::fresh_postgres_database(&url)
+        .await
+        .expect("create test database");
+    Some(db)
 }
 
 /// Assert an error response's shape, status and code.
