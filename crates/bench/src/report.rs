@@ -1392,9 +1392,11 @@ against the reference without it, the paper's baseline, which reads c only when 
     for b in &k_budgets {
         let _ = write!(md, " {b} |");
     }
+    // Recall is the point of more drafts (more values in c'), picking among them the cost:
+    // both read at the lowest k budget the series has.
     let _ = writeln!(
         md,
-        " sleep tokens / context |\n|---|{}---|",
+        " recall (gold in c') | picks recalled | sleep tokens / context |\n|---|{}---|---|---|",
         "---|".repeat(k_budgets.len())
     );
     for p in &spec.programs {
@@ -1416,9 +1418,18 @@ against the reference without it, the paper's baseline, which reads c only when 
                     );
                 let _ = write!(md, " {cell} |");
             }
+            let lowest = k_budgets
+                .iter()
+                .find_map(|b| {
+                    rows.iter()
+                        .find(|s| s.condition.ends_with(&format!("/{b}")))
+                })
+                .unwrap_or(&rows[0]);
             let _ = writeln!(
                 md,
-                " {} |",
+                " {} | {} | {} |",
+                opt(lowest.answer_recall, pct),
+                opt(lowest.picks_recalled, pct),
                 opt(rows[0].sleep_tokens_per_context, |v| num(v, 0))
             );
         }

@@ -674,3 +674,60 @@ fn records_composed_from_recorded_calls_are_counted_in_the_header() {
     let row = header_row(&md, "composed from recorded calls");
     assert!(row.contains(&format!("`{condition}` 7 —")), "{row}");
 }
+
+/// More drafts are meant to put the gold value into `c'` more often; the k-scaling table
+/// shows that recall beside the share of recalled answers picked, per draft count.
+#[test]
+fn k_scaling_table_shows_recall_and_picks_per_draft_count() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 4 contexts: k = 1 recalls the gold value on 1 and answers it; k = 5 recalls it on 3
+    // and answers 2 of those.
+    let mut records = Vec::new();
+    for i in 0..4 {
+        let id = format!("gen-symbolic-s0/{i}-0");
+        for (k, recalled, correct) in [(1, i == 0, i == 0), (5, i < 3, i < 2)] {
+            let condition = Condition::Sleep {
+                sleeper: Sleeper {
+                    program: ProgramKind::Rethink,
+                    k,
+                },
+                layout: Layout::Full,
+                budget: Budget::level(0),
+                cold: false,
+            };
+            let mut r = Record::new(&id, &id, 0, None, &condition, 1.0);
+            r.correct = correct;
+            r.answer = Some(if correct { 1.0 } else { 2.0 });
+            r.sleep = Some(SleepRecord {
+                program: "rethink@v2".into(),
+                k,
+                usage: Usage {
+                    prompt_tokens: 400,
+                    cached_prompt_tokens: 0,
+                    completion_tokens: 100 * k as u64,
+                },
+                seconds: 5.0,
+                steps: 1,
+                learned_chars: 300,
+                quantities: None,
+                answer_recall: recalled,
+                open_recall: None,
+                dropped_too_long: 0,
+            });
+            records.push(r);
+        }
+    }
+    let files = report_synthetic(&tmp.path().join("k"), &records);
+    let md = std::fs::read_to_string(&files.markdown).expect("report.md");
+    let (_, k_section) = md
+        .split_once("## Scaling sleep-time compute")
+        .expect("k-scaling section");
+    assert!(
+        k_section.contains("recall (gold in c') | picks recalled |"),
+        "{k_section}"
+    );
+    let k5 = header_row(k_section, "rethink k=5: c' + c + q");
+    assert!(k5.contains("| 75.0% | 66.7% | 500 |"), "{k5}");
+    let k1 = header_row(k_section, "rethink k=1: c' + c + q");
+    assert!(k1.contains("| 25.0% | 100.0% | 100 |"), "{k1}");
+}
