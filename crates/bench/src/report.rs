@@ -1407,24 +1407,24 @@ against the reference without it, the paper's baseline, which reads c only when 
             if rows.is_empty() {
                 continue;
             }
-            let _ = write!(md, "| {} |", display_series(&series));
-            for b in &k_budgets {
-                let cell = rows
-                    .iter()
-                    .find(|s| s.condition.ends_with(&format!("/{b}")))
-                    .map_or_else(
-                        || "–".into(),
-                        |s| format!("{} (n={})", pct(s.accuracy), s.n),
-                    );
-                let _ = write!(md, " {cell} |");
-            }
-            let lowest = k_budgets
+            // The series' row at each k budget, in the budgets' order (lowest first).
+            let at_budget: Vec<Option<&ConditionSummary>> = k_budgets
                 .iter()
-                .find_map(|b| {
+                .map(|b| {
                     rows.iter()
+                        .copied()
                         .find(|s| s.condition.ends_with(&format!("/{b}")))
                 })
-                .unwrap_or(&rows[0]);
+                .collect();
+            let _ = write!(md, "| {} |", display_series(&series));
+            for row in &at_budget {
+                let cell = row.map_or_else(
+                    || "–".into(),
+                    |s| format!("{} (n={})", pct(s.accuracy), s.n),
+                );
+                let _ = write!(md, " {cell} |");
+            }
+            let lowest = at_budget.iter().flatten().next().unwrap_or(&rows[0]);
             let _ = writeln!(
                 md,
                 " {} | {} | {} |",
