@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sleeptime_core::Candidate;
 use sleeptime_model::Usage;
 
 use crate::spec::{Condition, ExperimentSpec};
@@ -40,6 +41,11 @@ pub struct SleepRecord {
     /// questions or repairs are missing from `c'`); 0 is left out of the record.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_too_long: u32,
+    /// The structured `c'`'s quantities seen from the question (values and features, no
+    /// text), so that engine-side choices of the answer can be compared on recorded runs;
+    /// absent for prose `c'` and in records written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<Candidate>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference

@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use sleeptime_core::{
-    answer_with_document, answer_with_program, learn, open_recall, parse, route, AnswerConfig,
-    AnswerInput, Answerer, BudgetForcing, Context, LearnConfig, LearnedContext, NoProgress,
-    ProgramStyle, Route, RouteConfig, SleepBudget, Verbosity,
+    answer_with_document, answer_with_program, candidates, learn, open_recall, parse, route,
+    AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig, LearnedContext,
+    NoProgress, ProgramStyle, Route, RouteConfig, SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
 
@@ -192,6 +192,16 @@ impl Learned {
                 .map(|d| open_recall(d, question, gold)),
             dropped_too_long: self.context.as_ref().map_or(0, |c| {
                 c.drafts.iter().map(|d| d.stats.dropped_too_long).sum()
+            }),
+            candidates: self.context.as_ref().map_or_else(Vec::new, |c| {
+                let drafts: Vec<_> = c
+                    .drafts
+                    .iter()
+                    .filter_map(|d| d.document.as_ref())
+                    .collect();
+                c.document
+                    .as_ref()
+                    .map_or_else(Vec::new, |doc| candidates(doc, &drafts, question))
             }),
         }
     }

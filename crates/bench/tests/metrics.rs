@@ -161,6 +161,7 @@ fn amortised_cost_follows_the_formula() {
         answer_recall: true,
         open_recall: None,
         dropped_too_long: 0,
+        candidates: Vec::new(),
     };
     let records: Vec<Record> = (0..3)
         .map(|i| {
@@ -315,6 +316,7 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         answer_recall: true,
         open_recall: None,
         dropped_too_long: 0,
+        candidates: Vec::new(),
     };
     let mut records = Vec::new();
     for i in 0..4 {

@@ -155,6 +155,7 @@ fn synthetic_records(n: usize) -> Vec<Record> {
                     answer_recall: recall,
                     open_recall: None,
                     dropped_too_long: 0,
+                    candidates: Vec::new(),
                 });
             }
             out.push(r);
@@ -713,6 +714,7 @@ fn k_scaling_table_shows_recall_and_picks_per_draft_count() {
                 answer_recall: recalled,
                 open_recall: None,
                 dropped_too_long: 0,
+                candidates: Vec::new(),
             });
             records.push(r);
         }

@@ -95,6 +95,24 @@ async fn end_to_end_records_manifest_and_no_dataset_text() {
     assert_eq!(routed.route.as_deref(), Some("fast"));
     assert_eq!(routed.sleep.as_ref().and_then(|s| s.quantities), Some(3));
     assert!(routed.correct);
+    // Its quantities are recorded as the answer's candidates, numbers and features only:
+    // the derived apples (36) is the anticipated result nothing builds on, and it matches
+    // the question best. Rethink's prose c' has none.
+    let candidates = &routed.sleep.as_ref().expect("sleep record").candidates;
+    let shape: Vec<(f64, bool, u32, bool, u32)> = candidates
+        .iter()
+        .map(|c| (c.value, c.given, c.used_by, c.anticipated, c.support))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (12.0, true, 1, false, 1),
+            (3.0, true, 1, false, 1),
+            (36.0, false, 0, true, 1)
+        ]
+    );
+    assert!(candidates[2].score > candidates[1].score);
+    assert!(sleep.candidates.is_empty(), "rethink's c' is prose");
     // Retrieval kept all of c' here, so the prompt is the full layout's and so is its prepared
     // prefix: both records carry it (not one layout's cold timing copied to the other).
     let full = get(&m, "1", "aided/k1/full/v0");
