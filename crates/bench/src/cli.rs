@@ -138,7 +138,9 @@ pub struct RunArgs {
     /// Sleep programs and their layouts, the primary one first, e.g.
     /// `rethink=full,learned,context-only;aided=routed,full,learned`. Layouts: full (c' + c +
     /// q), learned (c' + q), routed (retrieved c', fallback when nothing matches), checked
-    /// (full, escalated to full reasoning when c' does not back the answer), context-only.
+    /// (full, escalated to full reasoning when c' does not back the answer), picked (full; an
+    /// answer c' does not hold gives way to the best-matching quantity), matched (full; the
+    /// best-matching quantity unless the answer matches as well), context-only.
     #[arg(long)]
     pub programs: Option<String>,
     /// Sampled test-time answers per problem for pass@k and majority vote.

@@ -663,25 +663,54 @@ fn targets(
             .find(|s| s.condition == cond)
             .map(|s| s.accuracy)
     };
-    let rethink = acc(&format!("rethink/k1/full/{lowest}"));
-    // The best structured program (aided, aided-solve) in any layout.
-    // How a structured c' is answered: a layout, or one formula over its quantities.
-    let answered = [Layout::Full, Layout::Learned, Layout::Routed]
-        .map(|l| l.name())
-        .into_iter()
-        .chain(["formula"]);
-    let aided_best = ProgramKind::ALL
+    // Each program at its best number of drafts: k is sleep-time compute, which either side
+    // may scale. Only series over the same questions compare (k > 1 may run on fewer
+    // contexts). Conditions read `program/kK/how/budget`.
+    let at_lowest = |keep: &dyn Fn(ProgramKind, &str, usize) -> bool| {
+        summaries
+            .iter()
+            .filter_map(|s| {
+                let parts: Vec<&str> = s.condition.split('/').collect();
+                let [program, k, how, budget] = parts[..] else {
+                    return None;
+                };
+                let program = program.parse::<ProgramKind>().ok()?;
+                (k.starts_with('k') && budget == lowest && keep(program, how, s.n)).then(|| {
+                    let label = if k == "k1" {
+                        format!("{program} ({how})")
+                    } else {
+                        format!("{program} {k} ({how})")
+                    };
+                    (label, s.accuracy, s.n)
+                })
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let rethink_n = summaries
         .iter()
-        .filter(|p| p.is_structured())
-        .flat_map(|p| answered.clone().map(move |how| (*p, how)))
-        .filter_map(|(p, how)| {
-            acc(&format!("{p}/k1/{how}/{lowest}")).map(|a| (format!("{p} ({how})"), a))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+        .find(|s| s.condition == format!("rethink/k1/full/{lowest}"))
+        .map(|s| s.n);
+    let same_questions = |n: usize| rethink_n.is_none_or(|r| r == n);
+    let rethink = at_lowest(&|p, how, n| {
+        !p.is_structured() && how == Layout::Full.name() && same_questions(n)
+    });
+    // The best structured program (aided, aided-solve) in any layout that answers from its
+    // c' at the lowest budget, or by one formula over its quantities.
+    let answered = [
+        Layout::Full,
+        Layout::Learned,
+        Layout::Routed,
+        Layout::Picked,
+        Layout::Matched,
+    ]
+    .map(|l| l.name());
+    let aided_best = at_lowest(&|p, how, n| {
+        p.is_structured() && (answered.contains(&how) || how == "formula") && same_questions(n)
+    });
     // The paper's program answered by the same formula, shown beside it for fairness.
     let rethink_formula = acc(&format!("rethink/k1/formula/{lowest}"));
-    let diff = match (rethink, &aided_best) {
-        (Some(r), Some((_, a))) => Some(a - r),
+    let diff = match (&rethink, &aided_best) {
+        (Some((_, r, _)), Some((_, a, _))) => Some(a - r),
         _ => None,
     };
     out.push(Target {
@@ -692,8 +721,8 @@ fn targets(
         value: diff.map(|d| d * 100.0),
         met: diff.map(|d| d >= TARGET_AIDED_POINTS),
         detail: match (rethink, aided_best) {
-            (Some(r), Some((l, a))) => format!(
-                "{l} {} vs rethink (full) {}{}",
+            (Some((r_label, r, _)), Some((l, a, _))) => format!(
+                "{l} {} vs {r_label} {}{}",
                 pct(a),
                 pct(r),
                 rethink_formula.map_or_else(String::new, |f| format!(
@@ -701,7 +730,7 @@ fn targets(
                     pct(f)
                 ))
             ),
-            _ => "needs both programs at k = 1".into(),
+            _ => "needs both programs on the same questions".into(),
         },
     });
     let program_of = |series: &str| {
@@ -1228,7 +1257,9 @@ fn markdown(
         "Budgets: `v0`–`v4` are the paper's verbosity prompts (0 = one sentence, 4 = step by step) with a generous cap; \
 `capN` is step-by-step reasoning cut at N tokens, then the answer is forced (budget forcing). Layouts: `full` = c' + c + q \
 (the paper), `learned` = c' + q, `routed` = the parts of c' retrieved for q + c + q with a full-reasoning fallback, \
-`context-only` = c' + c without q, `checked` = c' + c + q escalated to full reasoning on c + q when the answer is not a value c' holds. Accuracy intervals are 95% Wilson intervals. Records hold ids and numbers only.\n"
+`context-only` = c' + c without q, `checked` = c' + c + q escalated to full reasoning on c + q when the answer is not a value c' holds, \
+`picked` = c' + c + q where an answer c' does not hold gives way to the quantity of c' that best matches q (the engine's choice, no model call), \
+`matched` = c' + c + q where the best-matching quantity wins unless the model's answer matches as well. Accuracy intervals are 95% Wilson intervals. Records hold ids and numbers only.\n"
     );
 
     let _ = writeln!(md, "## Targets\n");
@@ -1502,7 +1533,7 @@ against the reference without it, the paper's baseline, which reads c only when 
 
     let recall_rows: Vec<&ConditionSummary> = summaries
         .iter()
-        .filter(|s| s.answer_recall.is_some() && s.condition.contains("/k1/"))
+        .filter(|s| s.answer_recall.is_some())
         .collect();
     // Open recall exists only for aided-open; a column of dashes in every other run says nothing.
     let with_open = recall_rows.iter().any(|s| s.open_recall.is_some());
@@ -1511,7 +1542,8 @@ against the reference without it, the paper's baseline, which reads c only when 
         md,
         "Recall: share of questions whose gold answer is among the values in c' (computed quantities for the aided program, \
 numbers written in the notes for rethink). Picks: of those, the share answered correctly. Anchored: share of answers that are \
-a number from c'.{}\n",
+a number from c'. Fast path: the model's answer from c' (routed: from the retrieved parts; checked, picked, matched: kept); \
+fallback: full reasoning on c + q (routed, checked) or the engine's choice among c''s quantities (picked, matched).{}\n",
         if with_open {
             " Open recall (aided-open): share of questions that one of the open questions in c' answers when its input is \
 bound to a number of the question."

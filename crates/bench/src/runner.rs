@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use sleeptime_core::{
-    answer_with_document, answer_with_program, candidates, learn, open_recall, parse, route,
-    AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig, LearnedContext,
-    NoProgress, ProgramStyle, Route, RouteConfig, SleepBudget, Verbosity,
+    answer_with_document, answer_with_program, candidates, choose, learn, open_recall, parse,
+    route, AnswerConfig, AnswerInput, Answerer, BudgetForcing, Context, LearnConfig,
+    LearnedContext, NoProgress, PickRule, ProgramStyle, Route, RouteConfig, SleepBudget, Verbosity,
 };
 use sleeptime_model::SharedBackend;
 
@@ -141,6 +141,47 @@ fn compose_checked(rec: &mut Record, fast: &Record, fallback: &Record) {
         parts.push(fallback.condition.clone());
     }
     rec.composed_from = Some(parts);
+}
+
+/// A picked or matched record from the full layout's record it consists of (same sleeper,
+/// budget and prefill): the same answer and costs, then the engine's choice.
+fn compose_picked(rec: &mut Record, full: &Record, rule: PickRule) {
+    rec.sleep.clone_from(&full.sleep);
+    rec.answer = full.answer;
+    rec.correct = full.correct;
+    rec.usage = full.usage;
+    rec.calls = full.calls;
+    rec.latency_s = full.latency_s;
+    rec.ttft_s = full.ttft_s;
+    rec.prefix_tokens = full.prefix_tokens;
+    rec.prefix_prefill_s = full.prefix_prefill_s;
+    rec.hit_cap = full.hit_cap;
+    rec.forced = full.forced;
+    rec.answer_in_learned = full.answer_in_learned;
+    apply_pick(rec, rule);
+    rec.composed_from = Some(vec![full.condition.clone()]);
+}
+
+/// Let the engine settle the answer among the recorded candidates: the model's answer is
+/// the fast path, the engine's replacement the fallback.
+fn apply_pick(rec: &mut Record, rule: PickRule) {
+    let Some(sleep) = &rec.sleep else {
+        return;
+    };
+    let chosen = choose(&sleep.candidates, rec.answer, rule);
+    let kept = match (chosen, rec.answer) {
+        (Some(c), Some(a)) => parse::numbers_match(c, a),
+        (c, a) => c.is_none() && a.is_none(),
+    };
+    if kept {
+        rec.route = Some("fast".into());
+        return;
+    }
+    rec.route = Some("fallback".into());
+    rec.answer = chosen;
+    rec.correct = chosen.is_some_and(|n| parse::numbers_match(n, rec.gold));
+    // The choice is one of c''s values.
+    rec.answer_in_learned = Some(chosen.is_some());
 }
 
 impl Learned {
@@ -519,6 +560,32 @@ impl Shared<'_> {
         (fast.answer.is_none() || fast.answer_in_learned.is_some()).then_some((fast, fallback))
     }
 
+    /// The full layout's recorded answer a picked or matched condition is made of (same
+    /// sleeper, budget and prefill). `None` when it is missing, or when it predates recorded
+    /// candidates (a structured c' whose quantities the record does not list).
+    fn recorded_full_with_candidates(
+        &self,
+        problem_id: &str,
+        sleeper: Sleeper,
+        budget: Budget,
+        cold: bool,
+    ) -> Option<&Record> {
+        let condition = Condition::Sleep {
+            sleeper,
+            layout: Layout::Full,
+            budget,
+            cold,
+        };
+        self.recorded
+            .get(&(problem_id.to_owned(), condition.id()))
+            .filter(|r| r.spec == condition && r.error.is_none())
+            .filter(|r| {
+                r.sleep
+                    .as_ref()
+                    .is_some_and(|s| s.candidates.len() == s.quantities.unwrap_or(0))
+            })
+    }
+
     async fn learned(
         &self,
         state: &mut GroupState,
@@ -715,6 +782,14 @@ impl Shared<'_> {
                 budget,
                 cold,
             } => {
+                if let Some(rule) = layout.pick_rule() {
+                    if let Some(full) =
+                        self.recorded_full_with_candidates(&problem.id, *sleeper, *budget, *cold)
+                    {
+                        compose_picked(rec, full, rule);
+                        return Ok(());
+                    }
+                }
                 if *layout == Layout::Checked {
                     if let Some((fast, fallback)) =
                         self.recorded_checked_parts(&problem.id, *sleeper, *budget, *cold)
@@ -727,7 +802,7 @@ impl Shared<'_> {
                 rec.sleep = Some(learned.record(*sleeper, &problem.question, problem.answer));
                 let text = learned.text();
                 match layout {
-                    Layout::Full | Layout::Checked => {
+                    Layout::Full | Layout::Checked | Layout::Picked | Layout::Matched => {
                         let input = AnswerInput {
                             context: c,
                             learned: text,
@@ -735,6 +810,11 @@ impl Shared<'_> {
                         };
                         self.answer(state, rec, *budget, &input, 0.0, None, !cold, !cold)
                             .await?;
+                        if let Some(rule) = layout.pick_rule() {
+                            rec.answer_in_learned = learned.holds(rec.answer);
+                            apply_pick(rec, rule);
+                            return Ok(());
+                        }
                         // Checked: escalate an answer c' does not back. Its two requests are
                         // the full layout's and the fallback's, which `compose_checked` relies on.
                         if *layout == Layout::Checked {

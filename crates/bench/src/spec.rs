@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sleeptime_core::PickRule;
 
 use crate::datasets::{
     self, symbolic::Generator, symbolic::GeneratorOptions, Dataset, Split, SplitMode,
@@ -138,6 +139,12 @@ pub enum Layout {
     /// (an answer `c'` does not back), escalate to full reasoning on `c + q` at the route's
     /// fallback budget.
     Checked,
+    /// `c' + c + q` as [`Layout::Full`]; an answer `c'` does not hold gives way to the
+    /// quantity that best matches the question (`PickRule::BackedFirst`; no model call).
+    Picked,
+    /// `c' + c + q` as [`Layout::Full`]; the quantity that best matches the question wins
+    /// unless the model's answer matches as well (`PickRule::MatchFirst`; no model call).
+    Matched,
 }
 
 impl Layout {
@@ -148,6 +155,8 @@ impl Layout {
             Layout::Routed => "routed",
             Layout::ContextOnly => "context-only",
             Layout::Checked => "checked",
+            Layout::Picked => "picked",
+            Layout::Matched => "matched",
         }
     }
 
@@ -159,6 +168,22 @@ impl Layout {
             Layout::Routed => "retrieved c' + c + q (fallback: c + q)",
             Layout::ContextOnly => "c' + c, no q",
             Layout::Checked => "c' + c + q (escalation: c + q when c' does not back the answer)",
+            Layout::Picked => {
+                "c' + c + q (an answer c' does not hold gives way to the best-matching quantity)"
+            }
+            Layout::Matched => {
+                "c' + c + q (the best-matching quantity, unless the answer matches as well)"
+            }
+        }
+    }
+
+    /// The engine's choice among `c'`'s quantities that follows the model's reply, for the
+    /// layouts that make one.
+    pub fn pick_rule(self) -> Option<PickRule> {
+        match self {
+            Layout::Picked => Some(PickRule::BackedFirst),
+            Layout::Matched => Some(PickRule::MatchFirst),
+            _ => None,
         }
     }
 }
@@ -172,8 +197,10 @@ impl FromStr for Layout {
             "routed" => Ok(Self::Routed),
             "context-only" | "context_only" => Ok(Self::ContextOnly),
             "checked" => Ok(Self::Checked),
+            "picked" => Ok(Self::Picked),
+            "matched" => Ok(Self::Matched),
             other => Err(format!(
-                "unknown layout {other:?} (full, learned, routed, context-only, checked)"
+                "unknown layout {other:?} (full, learned, routed, context-only, checked, picked, matched)"
             )),
         }
     }
@@ -617,7 +644,12 @@ impl ExperimentSpec {
             ],
             ks: vec![1, 2, 5, 10],
             k_budgets: vec![Budget::level(0), Budget::level(2)],
-            k_layouts: vec![Layout::Full, Layout::Routed],
+            k_layouts: vec![
+                Layout::Full,
+                Layout::Routed,
+                Layout::Picked,
+                Layout::Matched,
+            ],
             k_contexts: Some(20),
             program_aided: true,
             pal_max_tokens: 384,

@@ -596,3 +596,109 @@ fn the_checked_layout_parses_and_reads_in_reports() {
     let err = "check".parse::<Layout>().expect_err("unknown layout");
     assert!(err.contains("checked"), "{err}");
 }
+
+/// A spec whose only sleep program is aided, answered in the full, picked and matched layouts.
+fn picked_spec(dir: &std::path::Path) -> sleeptime_bench::spec::ExperimentSpec {
+    let mut spec = checked_spec(dir);
+    spec.programs = vec![ProgramSpec {
+        program: ProgramKind::Aided,
+        layouts: vec![Layout::Full, Layout::Picked, Layout::Matched],
+    }];
+    spec
+}
+
+#[tokio::test]
+async fn picked_and_matched_layouts_let_the_engine_choose_among_the_quantities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = picked_spec(dir.path());
+    let pick_layouts = regex::Regex::new("/(picked|matched)/").expect("regex");
+
+    // Evaluated on a fresh run and cache.
+    let model = common::scripted();
+    let mut options = common::options(dir.path(), "evaluated");
+    options.only = Some(pick_layouts.clone());
+    let summary = run(&spec, common::backends(&model), &options)
+        .await
+        .expect("run");
+    assert_eq!((summary.written, summary.errors), (6, 0));
+    let evaluated = by_key(&read_records(&options.run_dir).expect("records"));
+    for layout in ["picked", "matched"] {
+        let condition = format!("aided/k1/{layout}/v0");
+        // Tom's and Bob's answers (36) are the quantities that match their questions: kept.
+        for problem in ["1", "3"] {
+            let kept = get(&evaluated, problem, &condition);
+            assert_eq!(kept.route.as_deref(), Some("fast"), "{condition} {problem}");
+            assert!(kept.correct && kept.calls == 1 && kept.answer == Some(36.0));
+        }
+        // Ann's answer from memory (36) is not among her c''s 5, 8 and 40: the engine takes
+        // the quantity that matches "pears" and "Ann", 40, in the same one call.
+        let ann = get(&evaluated, "2", &condition);
+        assert_eq!(ann.route.as_deref(), Some("fallback"), "{condition}");
+        assert!(ann.correct && ann.calls == 1 && ann.answer == Some(40.0));
+        assert_eq!(ann.answer_in_learned, Some(true));
+        assert!(ann.usage.completion_tokens > 0 && ann.composed_from.is_none());
+    }
+
+    // Composed: with the full layout recorded (candidates included), the picked and matched
+    // records come from it without a model call.
+    let mut options = common::options(dir.path(), "composed");
+    options.only = Some(regex::Regex::new("^aided/k1/full/v0$").expect("regex"));
+    run(&spec, common::backends(&common::scripted()), &options)
+        .await
+        .expect("run");
+    let full = by_key(&read_records(&options.run_dir).expect("records"));
+    assert!(
+        !get(&full, "2", "aided/k1/full/v0").correct,
+        "the model alone says 36"
+    );
+    let silent = common::scripted();
+    options.only = Some(pick_layouts);
+    options.cache_dir = dir.path().join("empty-cache");
+    let summary = run(&spec, common::backends(&silent), &options)
+        .await
+        .expect("run");
+    assert_eq!((summary.written, summary.errors), (6, 0));
+    assert!(silent.calls().is_empty(), "composing calls no model");
+    let composed = by_key(&read_records(&options.run_dir).expect("records"));
+    for layout in ["picked", "matched"] {
+        let condition = format!("aided/k1/{layout}/v0");
+        for problem in ["1", "2", "3"] {
+            let (c, e) = (
+                get(&composed, problem, &condition),
+                get(&evaluated, problem, &condition),
+            );
+            assert_eq!(
+                (
+                    c.answer,
+                    c.correct,
+                    c.usage,
+                    c.calls,
+                    &c.route,
+                    c.answer_in_learned
+                ),
+                (
+                    e.answer,
+                    e.correct,
+                    e.usage,
+                    e.calls,
+                    &e.route,
+                    e.answer_in_learned
+                ),
+                "{condition} {problem}"
+            );
+            assert_eq!(
+                c.composed_from.as_deref(),
+                Some(&["aided/k1/full/v0".to_owned()][..])
+            );
+        }
+    }
+}
+
+#[test]
+fn the_picked_and_matched_layouts_parse() {
+    assert_eq!("picked".parse::<Layout>(), Ok(Layout::Picked));
+    assert_eq!("matched".parse::<Layout>(), Ok(Layout::Matched));
+    assert_eq!(Layout::Matched.name(), "matched");
+    let err = "pick".parse::<Layout>().expect_err("unknown layout");
+    assert!(err.contains("picked") && err.contains("matched"), "{err}");
+}

@@ -42,7 +42,7 @@ pub use error::{EngineError, EngineErrorKind};
 pub use learn::{learn, Combine, LearnConfig};
 pub use learned::{Draft, Freshness, LearnedContext, ProgramRef, SleepStats};
 pub use open::{definitions, open_recall, OPEN_PREDICT_PREFIX, OPEN_PREDICT_SYSTEM};
-pub use pick::{candidates, Candidate};
+pub use pick::{candidates, choose, Candidate, PickRule};
 pub use program::{NoProgress, SleepBudget, SleepEvent, SleepProgram, SleepProgress};
 pub use rethink::{RethinkConfig, RethinkProgram};
 pub use route::{route, Route, RouteConfig};

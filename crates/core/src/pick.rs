@@ -75,6 +75,40 @@ pub fn candidates(
         .collect()
 }
 
+/// How the engine settles the answer among `c'`'s quantities after the model has replied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PickRule {
+    /// Keep the model's answer when `c'` holds it; otherwise take the best match.
+    BackedFirst,
+    /// Take the best match unless the model's answer is among the equally good matches.
+    MatchFirst,
+}
+
+/// The answer under `rule`: the model's, or the value of the derived quantity that best
+/// matches the question (highest lexical score; ties go to results nothing builds on, then
+/// to more drafts' support, then to later quantities). Without any derived quantity that
+/// shares a word with the question, the model's answer stands.
+pub fn choose(candidates: &[Candidate], model_answer: Option<f64>, rule: PickRule) -> Option<f64> {
+    let matching = |value: f64| model_answer.is_some_and(|a| parse::numbers_match(a, value));
+    let derived = || candidates.iter().filter(|c| !c.given && c.score > 0.0);
+    let Some(top) = derived().map(|c| c.score).max_by(f64::total_cmp) else {
+        return model_answer;
+    };
+    let keep_model = match rule {
+        PickRule::BackedFirst => candidates.iter().any(|c| matching(c.value)),
+        PickRule::MatchFirst => derived().any(|c| c.score == top && matching(c.value)),
+    };
+    if keep_model {
+        return model_answer;
+    }
+    derived()
+        .enumerate()
+        .filter(|(_, c)| c.score == top)
+        .max_by_key(|(i, c)| (c.used_by == 0, c.support, *i))
+        .map(|(_, c)| c.value)
+}
+
 /// The names an expression mentions (anything shaped like an identifier).
 fn identifiers(expression: &str) -> HashSet<&str> {
     expression
@@ -167,6 +201,65 @@ mod tests {
             c.iter().map(|c| c.support).collect::<Vec<_>>(),
             [3, 3, 3, 1]
         );
+    }
+
+    fn candidate(value: f64, given: bool, score: f64, used_by: u32, support: u32) -> Candidate {
+        Candidate {
+            value,
+            given,
+            score,
+            support,
+            used_by,
+            anticipated: false,
+        }
+    }
+
+    #[test]
+    fn backed_answers_stand_and_unbacked_ones_give_way_to_the_best_match() {
+        let c = [
+            candidate(6.0, true, 0.9, 1, 1),
+            candidate(72.0, false, 0.5, 1, 1),
+            candidate(504.0, false, 0.5, 0, 1),
+            candidate(20.0, false, 0.2, 0, 1),
+        ];
+        // The model's 72 is held by c': kept under BackedFirst, even though 504 ties on score
+        // and builds on nothing.
+        assert_eq!(choose(&c, Some(72.0), PickRule::BackedFirst), Some(72.0));
+        // 72 is among the best matches, so MatchFirst keeps it too.
+        assert_eq!(choose(&c, Some(72.0), PickRule::MatchFirst), Some(72.0));
+        // 20 is held but matches worse: MatchFirst takes the best match, the final 504; a
+        // given number (6) never wins, however well it matches.
+        assert_eq!(choose(&c, Some(20.0), PickRule::BackedFirst), Some(20.0));
+        assert_eq!(choose(&c, Some(20.0), PickRule::MatchFirst), Some(504.0));
+        // An answer c' does not hold, or none at all, gives way under both rules.
+        for rule in [PickRule::BackedFirst, PickRule::MatchFirst] {
+            assert_eq!(choose(&c, Some(7.0), rule), Some(504.0));
+            assert_eq!(choose(&c, None, rule), Some(504.0));
+        }
+    }
+
+    #[test]
+    fn ties_go_to_support_then_to_later_quantities() {
+        let c = [
+            candidate(10.0, false, 0.5, 0, 1),
+            candidate(11.0, false, 0.5, 0, 3),
+            candidate(12.0, false, 0.5, 0, 3),
+        ];
+        assert_eq!(choose(&c, None, PickRule::MatchFirst), Some(12.0));
+        let c = [candidate(10.0, false, 0.5, 0, 4), c[1].clone()];
+        assert_eq!(choose(&c, None, PickRule::MatchFirst), Some(10.0));
+    }
+
+    #[test]
+    fn without_a_matching_derived_quantity_the_model_answer_stands() {
+        let c = [
+            candidate(6.0, true, 0.9, 1, 1),
+            candidate(72.0, false, 0.0, 0, 1),
+        ];
+        for rule in [PickRule::BackedFirst, PickRule::MatchFirst] {
+            assert_eq!(choose(&c, Some(7.0), rule), Some(7.0));
+            assert_eq!(choose(&[], None, rule), None);
+        }
     }
 
     #[test]
