@@ -98,21 +98,27 @@ struct Learned {
     steps: u32,
 }
 
+/// A composed record starts as the recorded answer it reuses: its sleep record, answer,
+/// costs and timings.
+fn copy_answer(rec: &mut Record, from: &Record) {
+    rec.sleep.clone_from(&from.sleep);
+    rec.answer = from.answer;
+    rec.correct = from.correct;
+    rec.usage = from.usage;
+    rec.calls = from.calls;
+    rec.latency_s = from.latency_s;
+    rec.ttft_s = from.ttft_s;
+    rec.prefix_tokens = from.prefix_tokens;
+    rec.prefix_prefill_s = from.prefix_prefill_s;
+    rec.hit_cap = from.hit_cap;
+    rec.forced = from.forced;
+    rec.answer_in_learned = from.answer_in_learned;
+}
+
 /// A checked record from the recorded answers it consists of: the fast answer when `c'`
 /// backs it, otherwise both calls with the fallback's answer (what evaluating it would do).
 fn compose_checked(rec: &mut Record, fast: &Record, fallback: &Record) {
-    rec.sleep.clone_from(&fast.sleep);
-    rec.answer = fast.answer;
-    rec.correct = fast.correct;
-    rec.usage = fast.usage;
-    rec.calls = fast.calls;
-    rec.latency_s = fast.latency_s;
-    rec.ttft_s = fast.ttft_s;
-    rec.prefix_tokens = fast.prefix_tokens;
-    rec.prefix_prefill_s = fast.prefix_prefill_s;
-    rec.hit_cap = fast.hit_cap;
-    rec.forced = fast.forced;
-    rec.answer_in_learned = fast.answer_in_learned;
+    copy_answer(rec, fast);
     let mut parts = vec![fast.condition.clone()];
     if fast.answer_in_learned == Some(true) {
         rec.route = Some("fast".into());
@@ -146,18 +152,7 @@ fn compose_checked(rec: &mut Record, fast: &Record, fallback: &Record) {
 /// A picked or matched record from the full layout's record it consists of (same sleeper,
 /// budget and prefill): the same answer and costs, then the engine's choice.
 fn compose_picked(rec: &mut Record, full: &Record, rule: PickRule) {
-    rec.sleep.clone_from(&full.sleep);
-    rec.answer = full.answer;
-    rec.correct = full.correct;
-    rec.usage = full.usage;
-    rec.calls = full.calls;
-    rec.latency_s = full.latency_s;
-    rec.ttft_s = full.ttft_s;
-    rec.prefix_tokens = full.prefix_tokens;
-    rec.prefix_prefill_s = full.prefix_prefill_s;
-    rec.hit_cap = full.hit_cap;
-    rec.forced = full.forced;
-    rec.answer_in_learned = full.answer_in_learned;
+    copy_answer(rec, full);
     apply_pick(rec, rule);
     rec.composed_from = Some(vec![full.condition.clone()]);
 }

@@ -552,25 +552,7 @@ async fn checked_layout_escalates_answers_that_c_prime_does_not_back() {
             get(&composed, problem, "rethink/k1/checked/v0"),
             get(&evaluated, problem, "rethink/k1/checked/v0"),
         );
-        assert_eq!(
-            (
-                c.answer,
-                c.correct,
-                c.usage,
-                c.calls,
-                &c.route,
-                c.answer_in_learned
-            ),
-            (
-                e.answer,
-                e.correct,
-                e.usage,
-                e.calls,
-                &e.route,
-                e.answer_in_learned
-            ),
-            "problem {problem}"
-        );
+        assert_same_answer(c, e, &format!("problem {problem}"));
         assert_eq!(
             c.sleep.as_ref().map(|s| s.answer_recall),
             e.sleep.as_ref().map(|s| s.answer_recall)
@@ -595,6 +577,21 @@ fn the_checked_layout_parses_and_reads_in_reports() {
     assert_eq!(Layout::Checked.name(), "checked");
     let err = "check".parse::<Layout>().expect_err("unknown layout");
     assert!(err.contains("checked"), "{err}");
+}
+
+/// A composed record answers as the evaluated one did: same answer, costs and route.
+fn assert_same_answer(composed: &Record, evaluated: &Record, what: &str) {
+    let view = |r: &Record| {
+        (
+            r.answer,
+            r.correct,
+            r.usage,
+            r.calls,
+            r.route.clone(),
+            r.answer_in_learned,
+        )
+    };
+    assert_eq!(view(composed), view(evaluated), "{what}");
 }
 
 /// A spec whose only sleep program is aided, answered in the full, picked and matched layouts.
@@ -667,25 +664,7 @@ async fn picked_and_matched_layouts_let_the_engine_choose_among_the_quantities()
                 get(&composed, problem, &condition),
                 get(&evaluated, problem, &condition),
             );
-            assert_eq!(
-                (
-                    c.answer,
-                    c.correct,
-                    c.usage,
-                    c.calls,
-                    &c.route,
-                    c.answer_in_learned
-                ),
-                (
-                    e.answer,
-                    e.correct,
-                    e.usage,
-                    e.calls,
-                    &e.route,
-                    e.answer_in_learned
-                ),
-                "{condition} {problem}"
-            );
+            assert_same_answer(c, e, &format!("{condition} {problem}"));
             assert_eq!(
                 c.composed_from.as_deref(),
                 Some(&["aided/k1/full/v0".to_owned()][..])
