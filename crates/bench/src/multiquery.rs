@@ -23,8 +23,9 @@ use crate::spec::{Budget, MultiQuerySpec};
 
 /// Bumped when the generation prompt or parsing changes; part of the cache key, so sets
 /// generated with an older prompt are not reused. 2: the prompt quotes the GSM-Symbolic
-/// template when the problem has one.
-pub const GENERATION_VERSION: u32 = 2;
+/// template when the problem has one. 3: `#### N` lines that count the pairs are read as
+/// numbering, and near-duplicate questions are dropped.
+pub const GENERATION_VERSION: u32 = 3;
 
 /// The label of the template block in the generation prompt.
 pub const TEMPLATE_LABEL: &str = "Template of the situation (names and numbers vary):";
@@ -100,22 +101,81 @@ pub fn parse_pairs(text: &str) -> Vec<(String, f64)> {
             }
         }
     }
+    let parsed: Vec<(String, String, f64)> = blocks
+        .into_iter()
+        .filter_map(|(question, answer)| {
+            let question = question
+                .trim_matches(|c: char| c == '*' || c.is_whitespace())
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let value = parse_gsm_answer(&answer).ok()?.value;
+            Some((question, answer, value))
+        })
+        .collect();
+    let numbering = marks_count_the_pairs(&parsed);
     let mut out: Vec<(String, f64)> = Vec::new();
-    for (question, answer) in blocks {
-        let question = question
-            .trim_matches(|c: char| c == '*' || c.is_whitespace())
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let Ok(parsed) = parse_gsm_answer(&answer) else {
-            continue;
+    for (question, answer, marked) in parsed {
+        let value = if numbering {
+            // The answer is what the pair's own text ends on, before its `####` line.
+            let reasoning = &answer[..answer.rfind("####").unwrap_or(answer.len())];
+            match parse::final_number(reasoning) {
+                Some(v) => v,
+                None => continue,
+            }
+        } else {
+            marked
         };
-        if question.len() < 8 || out.iter().any(|(q, _)| q.eq_ignore_ascii_case(&question)) {
+        if question.len() < 8 || out.iter().any(|(q, _)| near_duplicate(q, &question)) {
             continue;
         }
-        out.push((question, parsed.value));
+        out.push((question, value));
     }
     out
+}
+
+/// Whether a reply's `#### N` lines number its pairs rather than answer them: a small
+/// generator writes `#### 11`, `#### 12`, `#### 13`, … under answers stated in the text
+/// ("A: 156 inches."). Read so when at least three consecutive integers follow each other
+/// and most of those pairs' texts end on another number.
+fn marks_count_the_pairs(pairs: &[(String, String, f64)]) -> bool {
+    if pairs.len() < 3 {
+        return false;
+    }
+    let counting = pairs.windows(2).all(|w| {
+        let (a, b) = (w[0].2, w[1].2);
+        a.fract() == 0.0 && b.fract() == 0.0 && b - a == 1.0
+    });
+    if !counting {
+        return false;
+    }
+    let disagree = pairs
+        .iter()
+        .filter(|(_, answer, marked)| {
+            let reasoning = &answer[..answer.rfind("####").unwrap_or(answer.len())];
+            parse::final_number(reasoning).is_some_and(|v| !parse::numbers_match(v, *marked))
+        })
+        .count();
+    disagree * 2 > pairs.len()
+}
+
+/// Whether two questions are the same question in other words: their word sets overlap by
+/// at least 80% (Jaccard). A generated question that restates the original, or another
+/// generated one, adds no query to amortise over.
+pub fn near_duplicate(a: &str, b: &str) -> bool {
+    let words = |s: &str| -> std::collections::BTreeSet<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (a, b) = (words(a), words(b));
+    if a.is_empty() || b.is_empty() {
+        return a == b;
+    }
+    let shared = a.intersection(&b).count();
+    let all = a.union(&b).count();
+    shared * 5 >= all * 4
 }
 
 /// Where generated text came from.
@@ -324,7 +384,7 @@ pub async fn build_groups(
                         if pairs.iter().filter(|p| p.kept).count() >= spec.extra {
                             break;
                         }
-                        let same = |q: &str| q.eq_ignore_ascii_case(question.trim());
+                        let same = |q: &str| near_duplicate(q, &question);
                         if same(&problem.question) || pairs.iter().any(|p| same(&p.question)) {
                             continue;
                         }

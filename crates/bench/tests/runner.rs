@@ -425,6 +425,50 @@ fn generated_pairs_parse_leniently() {
     );
 }
 
+/// A small generator numbers its pairs with the `####` line (`#### 11`, `#### 12`, …) and
+/// states the answer in the text: the stated answers count, not the numbering.
+#[test]
+fn generated_pairs_numbered_by_their_marks_take_the_stated_answers() {
+    use sleeptime_bench::multiquery::parse_pairs;
+    let text = "Q: How many apples does Ann have?\nA: 12 apples.\n#### 11\n\
+Q: How many pears does Ann have?\nA: She has 3 * 5 = 15 pears.\n#### 12\n\
+Q: How many fruits does Ann eat?\nA: none\n#### 13\n\
+Q: How many apples are left after Ann gives away 2?\nA: 10 apples.\n#### 14\n";
+    assert_eq!(
+        parse_pairs(text),
+        vec![
+            ("How many apples does Ann have?".to_owned(), 12.0),
+            ("How many pears does Ann have?".to_owned(), 15.0),
+            (
+                "How many apples are left after Ann gives away 2?".to_owned(),
+                10.0
+            ),
+        ]
+    );
+    // Consecutive marks that agree with the text are answers (2, 3, 4 here).
+    let text = "Q: How many cats are there?\nA: 1 + 1 = 2\n#### 2\n\
+Q: How many dogs are there?\nA: 1 + 2 = 3\n#### 3\nQ: How many birds are there?\nA: 2 + 2 = 4\n#### 4\n";
+    let values: Vec<f64> = parse_pairs(text).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![2.0, 3.0, 4.0]);
+}
+
+/// A question in other words is the same question: near duplicates of an earlier pair go.
+#[test]
+fn near_duplicate_questions_are_recognised() {
+    use sleeptime_bench::multiquery::{near_duplicate, parse_pairs};
+    assert!(near_duplicate(
+        "How many boxes are there in total?",
+        "how many boxes are there, in total"
+    ));
+    assert!(!near_duplicate(
+        "How many boxes are there in total?",
+        "How many boxes are left after 3 are sold?"
+    ));
+    let text = "Q: How many boxes are there in total?\nA: 12\n#### 12\n\
+Q: In total, how many boxes are there?\nA: 13\n#### 13\n";
+    assert_eq!(parse_pairs(text).len(), 1);
+}
+
 /// A generated-style problem (synthetic text) with or without its template.
 fn mq_problem(template: Option<&str>) -> sleeptime_bench::datasets::Problem {
     use sleeptime_bench::datasets::{DatasetKind, Problem, Split};
