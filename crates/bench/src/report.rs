@@ -41,6 +41,28 @@ pub const TARGET_ISO_AIM: f64 = 8.0;
 pub const TARGET_AMORT_PAPER: f64 = 2.5;
 pub const TARGET_AMORT_AIM: f64 = 4.0;
 pub const TARGET_AIDED_POINTS: f64 = 0.15;
+/// A ratio target read at an accuracy resting on fewer correct answers than this compares
+/// failures (P1, P2 and AIME at a small model's floor), so it is reported but not judged.
+pub const MIN_CORRECT_FOR_RATIO: usize = 5;
+
+/// The correct answers an accuracy level rests on, out of `questions`.
+fn correct_at(accuracy: f64, questions: usize) -> usize {
+    // Accuracy levels are counts over the same questions (interpolated ones fall between).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let correct = (accuracy * questions as f64 + 1e-9).floor() as usize;
+    correct
+}
+
+/// Why a ratio read at `accuracy` is not a result, if it is not.
+fn too_few_correct(accuracy: f64, questions: usize) -> Option<String> {
+    let correct = correct_at(accuracy, questions);
+    (correct < MIN_CORRECT_FOR_RATIO).then(|| {
+        format!(
+            "not judged: read at {} accuracy, {correct} correct answer(s) of {questions}; a ratio needs at least {MIN_CORRECT_FOR_RATIO}",
+            pct(accuracy)
+        )
+    })
+}
 
 /// One target and whether it was met.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -606,30 +628,50 @@ fn targets(
     options: &ReportOptions,
 ) -> Vec<Target> {
     let mut out = Vec::new();
+    // Every condition answers the same questions (partial problems are left out).
+    let questions = summaries.iter().map(|s| s.n).max().unwrap_or(0);
+    let judged = |accuracy: f64| too_few_correct(accuracy, questions).is_none();
     let vs_base: Vec<&IsoRow> = iso.iter().filter(|r| r.reference == "baseline").collect();
+    let readings = || {
+        vs_base
+            .iter()
+            .filter_map(|r| r.tokens.max.map(|m| (r, m)))
+            .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio))
+    };
+    // The best ratio read where enough answers are right; failing that, the best at all,
+    // shown but not judged.
     let best = vs_base
         .iter()
         .filter_map(|r| r.tokens.max.map(|m| (r, m)))
-        .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio));
-    let (value, detail) = match best {
-        Some((r, m)) => (
-            Some(m.ratio),
-            format!(
+        .filter(|(_, m)| judged(m.accuracy))
+        .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio))
+        .or_else(readings);
+    let (value, met, detail) = match best {
+        Some((r, m)) => {
+            let reading = format!(
                 "{}: baseline needs {:.0} tokens, sleep-time {:.0}, for {} accuracy; at the best accuracy both reach: {}",
                 display_series(&r.series),
                 m.baseline,
                 m.sleep,
                 pct(m.accuracy),
                 ratio(r.tokens.at_best_common)
-            ),
+            );
+            match too_few_correct(m.accuracy, questions) {
+                Some(why) => (Some(m.ratio), None, format!("{why} — {reading}")),
+                None => (Some(m.ratio), Some(m.ratio >= TARGET_ISO_PAPER), reading),
+            }
+        }
+        None => (
+            None,
+            None,
+            "no accuracy level is reached by both curves (see the per-budget table)".into(),
         ),
-        None => (None, "no accuracy level is reached by both curves (see the per-budget table)".into()),
     };
     out.push(Target {
         name: "Iso-accuracy test-time token ratio (best sleep-time series vs baseline)".into(),
         goal: format!("≥ {TARGET_ISO_PAPER}× (paper), aim {TARGET_ISO_AIM}×"),
         value,
-        met: value.map(|v| v >= TARGET_ISO_PAPER),
+        met,
         detail,
     });
 
@@ -654,7 +696,17 @@ fn targets(
     };
     // `None`: a measured run where no N > 1 reaches every context.
     let n_read = (!measured || n_max >= 2).then_some(n_max);
-    amortisation_targets(&mut out, amortised, n_read, n_asked, measured, lowest);
+    amortisation_targets(
+        &mut out,
+        amortised,
+        Reading {
+            n_read,
+            n_asked,
+            measured,
+            lowest,
+            questions,
+        },
+    );
 
     // Aided vs the paper's program at the lowest budget.
     let acc = |cond: &str| {
@@ -743,7 +795,9 @@ fn targets(
         vs_base
             .iter()
             .filter(|r| program_of(&r.series).is_some_and(keep))
-            .filter_map(|r| r.tokens.max.map(|m| m.ratio))
+            .filter_map(|r| r.tokens.max)
+            .filter(|m| judged(m.accuracy))
+            .map(|m| m.ratio)
             .max_by(f64::total_cmp)
     };
     let (a, r) = (
@@ -760,24 +814,41 @@ fn targets(
             _ => None,
         },
         detail: format!(
-            "aided {} vs rethink {}",
+            "aided {} vs rethink {}{}",
             opt(a, |v| format!("{v:.2}×")),
-            opt(r, |v| format!("{v:.2}×"))
+            opt(r, |v| format!("{v:.2}×")),
+            if a.is_none() {
+                format!(" (ratios read at fewer than {MIN_CORRECT_FOR_RATIO} correct answers are not compared)")
+            } else {
+                String::new()
+            }
         ),
     });
     out
 }
 
-/// The two amortisation targets, read at `n_read` queries per context; not measurable
-/// (and named after `n_asked`) when `n_read` is `None`.
-fn amortisation_targets(
-    out: &mut Vec<Target>,
-    amortised: &[metrics::AmortPoint],
+/// Where the amortisation targets are read.
+struct Reading<'a> {
+    /// Queries per context read; `None` when a measured run has no N > 1 on every context.
     n_read: Option<usize>,
     n_asked: usize,
     measured: bool,
-    lowest: &str,
-) {
+    lowest: &'a str,
+    /// Questions every condition answered.
+    questions: usize,
+}
+
+/// The two amortisation targets, read at `n_read` queries per context; not measurable
+/// (and named after `n_asked`) when `n_read` is `None`.
+fn amortisation_targets(out: &mut Vec<Target>, amortised: &[metrics::AmortPoint], at: Reading<'_>) {
+    let Reading {
+        n_read,
+        n_asked,
+        measured,
+        lowest,
+        questions,
+    } = at;
+    let judged = |accuracy: f64| too_few_correct(accuracy, questions).is_none();
     let n_max = n_read.unwrap_or(n_asked);
     let base: Vec<(f64, f64)> = amortised
         .iter()
@@ -800,7 +871,10 @@ fn amortisation_targets(
             .filter(|a| a.series == s && a.n == n_max)
             .map(|a| (a.cost, a.accuracy))
             .collect();
-        if let Some(m) = metrics::iso_accuracy(&base, &pts).max {
+        if let Some(m) = metrics::iso_accuracy(&base, &pts)
+            .max
+            .filter(|m| judged(m.accuracy))
+        {
             if best_amort.as_ref().is_none_or(|b| m.ratio > b.1.ratio) {
                 best_amort = Some((s.clone(), m));
             }
@@ -811,9 +885,9 @@ fn amortisation_targets(
         let many = amortised
             .iter()
             .find(|a| a.condition == low && a.n == n_max);
-        // A series that answers nothing correctly has no cost per useful answer: its ratio
-        // would only say that wrong answers got cheaper.
-        let answers_some = |a: &&metrics::AmortPoint| a.accuracy > 0.0;
+        // A series that answers (almost) nothing correctly has no cost per useful answer: its
+        // ratio would only say that wrong answers got cheaper.
+        let answers_some = |a: &&metrics::AmortPoint| judged(a.accuracy);
         if let (Some(one), Some(many)) = (one.filter(answers_some), many.filter(answers_some)) {
             let r = one.cost / many.cost;
             if best_vs_one.as_ref().is_none_or(|b| r > b.1) {
@@ -839,7 +913,11 @@ fn amortisation_targets(
         value: best_amort.as_ref().map(|b| b.1.ratio),
         met: best_amort.as_ref().map(|b| b.1.ratio >= TARGET_AMORT_PAPER),
         detail: best_amort.map_or_else(
-            || missing(format!("no accuracy level reached by both{note}")),
+            || {
+                missing(format!(
+                    "no accuracy level reached by both with at least {MIN_CORRECT_FOR_RATIO} correct answers{note}"
+                ))
+            },
             |(s, m)| format!("{}: {:.0} vs {:.0} per query at {}{note}", display_series(&s), m.baseline, m.sleep, pct(m.accuracy)),
         ),
     });
@@ -853,7 +931,7 @@ fn amortisation_targets(
         detail: best_vs_one.map_or_else(
             || {
                 missing(if at_lowest {
-                    format!("no sleep-time series answers a question correctly at {lowest}")
+                    format!("no sleep-time series answers at least {MIN_CORRECT_FOR_RATIO} questions correctly at {lowest}")
                 } else {
                     "–".into()
                 })

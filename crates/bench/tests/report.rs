@@ -411,9 +411,59 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
     assert!(vs_one["value"].is_null(), "{vs_one}");
     assert!(vs_one["met"].is_null(), "{vs_one}");
     assert_eq!(
-        vs_one["detail"], "no sleep-time series answers a question correctly at v0",
+        vs_one["detail"], "no sleep-time series answers at least 5 questions correctly at v0",
         "{vs_one}"
     );
+}
+
+#[test]
+fn ratios_resting_on_a_few_correct_answers_are_shown_but_not_judged() {
+    // P2 on a small model: sleep-time gets 3 of 40 questions right, so every ratio is read at
+    // 7.5% accuracy or below, three answers, and says nothing about sleep-time compute.
+    let mut records = synthetic_records(40);
+    let index = |r: &Record| -> usize {
+        r.context_id
+            .rsplit('/')
+            .next()
+            .and_then(|t| t.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .expect("context index")
+    };
+    for r in &mut records {
+        if r.sleep.is_some() {
+            r.correct = index(r) < 3;
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let files = report_synthetic(&tmp.path().join("few"), &records);
+    let summary = summary_of(&files);
+    let iso = target(&summary, "Iso-accuracy test-time token ratio");
+    assert!(iso["value"].as_f64().is_some(), "the ratio is shown: {iso}");
+    assert!(iso["met"].is_null(), "{iso}");
+    assert!(
+        iso["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not judged: read at ") && d.contains("of 40")),
+        "{iso}"
+    );
+    let vs_one = target(&summary, "Amortised cost per query at 10 vs 1 query");
+    assert!(vs_one["met"].is_null(), "{vs_one}");
+    let best = target(&summary, "Program-aided has the best iso-accuracy");
+    assert!(best["met"].is_null(), "{best}");
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(md.contains("| n/a |"), "not judged reads n/a");
+
+    // The same run with sleep-time right on 20 of 40 questions is judged.
+    let mut records = synthetic_records(40);
+    for r in &mut records {
+        if r.sleep.is_some() {
+            r.correct = index(r) < 20;
+        }
+    }
+    let files = report_synthetic(&tmp.path().join("enough"), &records);
+    let summary = summary_of(&files);
+    let iso = target(&summary, "Iso-accuracy test-time token ratio");
+    assert!(iso["met"].is_boolean(), "{iso}");
 }
 
 #[test]
