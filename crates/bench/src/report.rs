@@ -632,20 +632,19 @@ fn targets(
     let questions = summaries.iter().map(|s| s.n).max().unwrap_or(0);
     let judged = |accuracy: f64| too_few_correct(accuracy, questions).is_none();
     let vs_base: Vec<&IsoRow> = iso.iter().filter(|r| r.reference == "baseline").collect();
-    let readings = || {
-        vs_base
+    let readings: Vec<_> = vs_base
+        .iter()
+        .filter_map(|r| r.tokens.max.map(|m| (*r, m)))
+        .collect();
+    let best_reading = |keep: &dyn Fn(f64) -> bool| {
+        readings
             .iter()
-            .filter_map(|r| r.tokens.max.map(|m| (r, m)))
+            .filter(|(_, m)| keep(m.accuracy))
             .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio))
     };
     // The best ratio read where enough answers are right; failing that, the best at all,
     // shown but not judged.
-    let best = vs_base
-        .iter()
-        .filter_map(|r| r.tokens.max.map(|m| (r, m)))
-        .filter(|(_, m)| judged(m.accuracy))
-        .max_by(|a, b| a.1.ratio.total_cmp(&b.1.ratio))
-        .or_else(readings);
+    let best = best_reading(&judged).or_else(|| best_reading(&|_| true));
     let (value, met, detail) = match best {
         Some((r, m)) => {
             let reading = format!(
