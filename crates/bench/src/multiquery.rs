@@ -101,7 +101,8 @@ pub fn parse_pairs(text: &str) -> Vec<(String, f64)> {
             }
         }
     }
-    let parsed: Vec<(String, String, f64)> = blocks
+    // Each pair's `####` mark and the number its own text ends on (before the mark).
+    let parsed: Vec<(String, f64, Option<f64>)> = blocks
         .into_iter()
         .filter_map(|(question, answer)| {
             let question = question
@@ -109,17 +110,15 @@ pub fn parse_pairs(text: &str) -> Vec<(String, f64)> {
                 .split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ");
-            let value = parse_gsm_answer(&answer).ok()?.value;
-            Some((question, answer, value))
+            let gsm = parse_gsm_answer(&answer).ok()?;
+            Some((question, gsm.value, parse::final_number(&gsm.reasoning)))
         })
         .collect();
     let numbering = marks_count_the_pairs(&parsed);
     let mut out: Vec<(String, f64)> = Vec::new();
-    for (question, answer, marked) in parsed {
+    for (question, marked, stated) in parsed {
         let value = if numbering {
-            // The answer is what the pair's own text ends on, before its `####` line.
-            let reasoning = &answer[..answer.rfind("####").unwrap_or(answer.len())];
-            match parse::final_number(reasoning) {
+            match stated {
                 Some(v) => v,
                 None => continue,
             }
@@ -137,13 +136,14 @@ pub fn parse_pairs(text: &str) -> Vec<(String, f64)> {
 /// Whether a reply's `#### N` lines number its pairs rather than answer them: a small
 /// generator writes `#### 11`, `#### 12`, `#### 13`, … under answers stated in the text
 /// ("A: 156 inches."). Read so when at least three consecutive integers follow each other
-/// and most of those pairs' texts end on another number.
-fn marks_count_the_pairs(pairs: &[(String, String, f64)]) -> bool {
+/// and most of those pairs' texts end on another number. Pairs are `(question, mark,
+/// stated)`.
+fn marks_count_the_pairs(pairs: &[(String, f64, Option<f64>)]) -> bool {
     if pairs.len() < 3 {
         return false;
     }
     let counting = pairs.windows(2).all(|w| {
-        let (a, b) = (w[0].2, w[1].2);
+        let (a, b) = (w[0].1, w[1].1);
         a.fract() == 0.0 && b.fract() == 0.0 && b - a == 1.0
     });
     if !counting {
@@ -151,10 +151,7 @@ fn marks_count_the_pairs(pairs: &[(String, String, f64)]) -> bool {
     }
     let disagree = pairs
         .iter()
-        .filter(|(_, answer, marked)| {
-            let reasoning = &answer[..answer.rfind("####").unwrap_or(answer.len())];
-            parse::final_number(reasoning).is_some_and(|v| !parse::numbers_match(v, *marked))
-        })
+        .filter(|(_, marked, stated)| stated.is_some_and(|v| !parse::numbers_match(v, *marked)))
         .count();
     disagree * 2 > pairs.len()
 }
