@@ -305,7 +305,7 @@ impl ModelBackend for Meter {
 pub fn stack(
     model: SharedBackend,
     cache_dir: &Path,
-) -> anyhow::Result<(std::sync::Arc<CachedBackend>, std::sync::Arc<LazyPrefix>)> {
+) -> crate::Result<(std::sync::Arc<CachedBackend>, std::sync::Arc<LazyPrefix>)> {
     let lazy = std::sync::Arc::new(LazyPrefix::new(
         model,
         Some(cache_dir.join("prefix-timing")),

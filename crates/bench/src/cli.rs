@@ -6,7 +6,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 use sleeptime_model::SharedBackend;
 
@@ -16,6 +15,7 @@ use crate::runner::{self, Backends, RunOptions};
 use crate::spec::{
     self, parse_budgets, DatasetSpec, ExperimentSpec, Layout, ProgramKind, ProgramSpec, PRESETS,
 };
+use crate::BenchError;
 
 /// How to reproduce the committed runs; shown by `sleeptime bench run --help`.
 pub const RUN_HELP: &str = "\
@@ -83,7 +83,7 @@ impl ModelOverride {
 }
 
 /// A future building a backend.
-pub type BuildFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<SharedBackend>> + 'a>>;
+pub type BuildFuture<'a> = Pin<Box<dyn Future<Output = crate::Result<SharedBackend>> + 'a>>;
 
 /// Builds the models a run uses: `None` is the run's model (the global backend flags),
 /// `Some` another model for a role.
@@ -241,29 +241,29 @@ pub struct ReportArgs {
     pub no_plots: bool,
 }
 
-fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> anyhow::Result<Vec<T>> {
+fn parse_list<T: std::str::FromStr>(s: &str, what: &str) -> crate::Result<Vec<T>> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|p| {
             p.trim()
                 .parse::<T>()
-                .map_err(|_| anyhow::anyhow!("bad {what} {p:?}"))
+                .map_err(|_| BenchError::invalid(format!("bad {what} {p:?}")))
         })
         .collect()
 }
 
 /// `rethink=full,learned;aided=routed` → program specs.
-pub fn parse_programs(s: &str) -> anyhow::Result<Vec<ProgramSpec>> {
+pub fn parse_programs(s: &str) -> crate::Result<Vec<ProgramSpec>> {
     s.split(';')
         .filter(|p| !p.trim().is_empty())
         .map(|part| {
             let (name, layouts) = part.split_once('=').unwrap_or((part, "full"));
-            let program: ProgramKind = name.parse().map_err(anyhow::Error::msg)?;
+            let program: ProgramKind = name.parse().map_err(BenchError::invalid)?;
             let layouts: Vec<Layout> = layouts
                 .split(',')
                 .map(str::parse)
                 .collect::<Result<_, _>>()
-                .map_err(anyhow::Error::msg)?;
+                .map_err(BenchError::invalid)?;
             Ok(ProgramSpec { program, layouts })
         })
         .collect()
@@ -274,7 +274,7 @@ fn dataset_from_set(
     n: usize,
     seed: u64,
     split_mode: SplitMode,
-) -> anyhow::Result<DatasetSpec> {
+) -> crate::Result<DatasetSpec> {
     Ok(match set {
         "symbolic" | "base" => DatasetSpec::Generated {
             split: Split::Symbolic,
@@ -306,18 +306,23 @@ fn dataset_from_set(
         },
         "aime2024" => DatasetSpec::Aime { year: 2024 },
         "aime2025" => DatasetSpec::Aime { year: 2025 },
-        other => bail!(
-            "unknown --set {other:?} (symbolic, p1, p2, p2-release, gsm8k, aime2024, aime2025)"
-        ),
+        other => {
+            return Err(BenchError::invalid(format!(
+                "unknown --set {other:?} (symbolic, p1, p2, p2-release, gsm8k, aime2024, aime2025)"
+            )))
+        }
     })
 }
 
 /// The spec, run name and preset the arguments describe.
-pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Option<String>)> {
+pub fn build_spec(args: &RunArgs) -> crate::Result<(ExperimentSpec, String, Option<String>)> {
     let mut spec = match &args.preset {
-        Some(p) => spec::preset(p).with_context(|| {
+        Some(p) => spec::preset(p).ok_or_else(|| {
             let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
-            format!("unknown preset {p:?} (known: {})", names.join(", "))
+            BenchError::invalid(format!(
+                "unknown preset {p:?} (known: {})",
+                names.join(", ")
+            ))
         })?,
         None => ExperimentSpec::new(DatasetSpec::Generated {
             split: Split::Symbolic,
@@ -381,22 +386,22 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
         spec.seed = seed;
     }
     if let Some(b) = &args.budgets {
-        spec.budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+        spec.budgets = parse_budgets(b).map_err(BenchError::invalid)?;
     }
     if let Some(b) = &args.sleep_budgets {
-        spec.sleep_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+        spec.sleep_budgets = parse_budgets(b).map_err(BenchError::invalid)?;
     }
     if let Some(b) = &args.secondary_budgets {
-        spec.secondary_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+        spec.secondary_budgets = parse_budgets(b).map_err(BenchError::invalid)?;
     }
     if let Some(b) = &args.formula_budgets {
-        spec.formula_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+        spec.formula_budgets = parse_budgets(b).map_err(BenchError::invalid)?;
     }
     if let Some(k) = &args.ks {
         spec.ks = parse_list(k, "k")?;
     }
     if let Some(b) = &args.k_budgets {
-        spec.k_budgets = parse_budgets(b).map_err(anyhow::Error::msg)?;
+        spec.k_budgets = parse_budgets(b).map_err(BenchError::invalid)?;
     }
     if let Some(n) = args.k_contexts {
         spec.k_contexts = (n > 0).then_some(n);
@@ -421,13 +426,15 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
     }
     if let Some(v) = args.solve_samples {
         if v == 0 {
-            bail!("--solve-samples must be at least 1");
+            return Err(BenchError::invalid("--solve-samples must be at least 1"));
         }
         spec.sleep.program.solve_samples = v;
     }
     if let Some(v) = args.open_questions {
         if v == 0 {
-            bail!("--open-questions must be at least 1 (to run without them, leave aided-open out of --programs)");
+            return Err(BenchError::invalid(
+                "--open-questions must be at least 1 (to run without them, leave aided-open out of --programs)",
+            ));
         }
         spec.sleep.program.open_questions = v;
     }
@@ -446,19 +453,21 @@ pub fn build_spec(args: &RunArgs) -> anyhow::Result<(ExperimentSpec, String, Opt
     if let Some(c) = args.cold_problems {
         spec.cold_problems = c;
     }
-    spec.validate().map_err(anyhow::Error::msg)?;
+    spec.validate().map_err(BenchError::invalid)?;
     let name = args
         .name
         .clone()
         .or_else(|| args.preset.clone())
         .unwrap_or_else(|| spec.dataset.name());
-    anyhow::ensure!(
-        !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-        "run name {name:?}: use letters, digits, '-', '_' and '.'"
-    );
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(BenchError::invalid(format!(
+            "run name {name:?}: use letters, digits, '-', '_' and '.'"
+        )));
+    }
     Ok((spec, name, args.preset.clone()))
 }
 
@@ -467,7 +476,7 @@ pub fn plan_text(
     spec: &ExperimentSpec,
     data_dir: &std::path::Path,
     limit: Option<usize>,
-) -> anyhow::Result<String> {
+) -> crate::Result<String> {
     let mut dataset = spec.dataset.load(data_dir)?;
     if let Some(l) = limit {
         dataset.problems.truncate(l);
@@ -504,7 +513,7 @@ pub fn plan_text(
 }
 
 /// `sleeptime bench run`.
-pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> anyhow::Result<()> {
+pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> crate::Result<()> {
     let (spec, name, preset) = build_spec(&args)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(datasets::data_dir);
     if args.dry_run {
@@ -516,7 +525,9 @@ pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> anyhow:
         .as_deref()
         .map(regex::Regex::new)
         .transpose()
-        .context("--only is not a valid regular expression")?;
+        .map_err(|e| {
+            BenchError::invalid(format!("--only is not a valid regular expression: {e}"))
+        })?;
     let generator = ModelOverride {
         model: args.generator_model.clone(),
         base_url: args.generator_base_url.clone(),
@@ -578,7 +589,7 @@ pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> anyhow:
 }
 
 /// `sleeptime bench report`.
-pub fn report_command(args: &ReportArgs) -> anyhow::Result<()> {
+pub fn report_command(args: &ReportArgs) -> crate::Result<()> {
     let options = ReportOptions {
         t: args.t,
         input_weight: args.input_weight,

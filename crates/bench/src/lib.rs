@@ -11,7 +11,8 @@
 //!   iso-accuracy ratios, amortised cost, predictability bins, answer recall;
 //! - [`report`] and [`plots`]: `report.md` and PNG/SVG figures for a run folder;
 //! - [`progress`]: progress bars that print plain lines when stderr is a log;
-//! - [`cli`]: the command-line arguments of `sleeptime bench`.
+//! - [`cli`]: the command-line arguments of `sleeptime bench`;
+//! - [`BenchError`]: every failure, with a [`BenchErrorKind`] to branch on.
 //!
 //! Data licences matter here: GSM-Symbolic is CC BY-NC-ND 4.0, so this crate only reads it
 //! from the shared data folder ([`datasets::data_dir`]) and derives every view in memory.
@@ -21,6 +22,7 @@
 pub mod backends;
 pub mod cli;
 pub mod datasets;
+mod error;
 pub mod metrics;
 pub mod multiquery;
 pub mod plots;
@@ -29,3 +31,5 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod spec;
+
+pub use error::{BenchError, BenchErrorKind, Result};

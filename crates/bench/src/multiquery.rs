@@ -263,7 +263,7 @@ pub async fn verify(
     spec: &MultiQuerySpec,
     seed: u64,
     budget: Budget,
-) -> anyhow::Result<(Vec<Option<f64>>, bool)> {
+) -> crate::Result<(Vec<Option<f64>>, bool)> {
     let need = spec.verify_samples as usize / 2 + 1;
     let mut votes = Vec::new();
     for i in 0..spec.verify_samples {
@@ -317,7 +317,7 @@ pub async fn build_groups(
     seed: u64,
     cache_dir: &Path,
     progress: &indicatif::ProgressBar,
-) -> anyhow::Result<(Vec<Group>, MultiQueryManifest)> {
+) -> crate::Result<(Vec<Group>, MultiQueryManifest)> {
     let system = generation_system(spec.per_call);
     let ginfo = generator.info();
     let vinfo = verifier.info();
@@ -414,9 +414,10 @@ pub async fn build_groups(
                     pairs,
                 };
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| crate::BenchError::io("create", parent, &e))?;
                 }
-                crate::record::write_atomic(&path, &serde_json::to_vec_pretty(&set)?)?;
+                crate::record::write_json(&path, &set)?;
                 set
             }
         };

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use crate::{BenchError, BenchErrorKind};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -402,12 +403,16 @@ impl Drawable for BarChart {
 }
 
 /// Write `stem.png` and `stem.svg`.
-fn write_both(chart: &impl Drawable, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn write_both(chart: &impl Drawable, stem: &Path) -> crate::Result<Vec<PathBuf>> {
     register_font();
     let png = stem.with_extension("png");
     let svg = stem.with_extension("svg");
-    let failed =
-        |p: &Path, e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", p.display());
+    let failed = |p: &Path, e: &dyn std::fmt::Display| {
+        BenchError::new(
+            BenchErrorKind::Plot,
+            format!("drawing {}: {e}", p.display()),
+        )
+    };
     chart
         .draw_on(&BitMapBackend::new(&png, chart.size()).into_drawing_area())
         .map_err(|e| failed(&png, &e))?;
@@ -418,12 +423,12 @@ fn write_both(chart: &impl Drawable, stem: &Path) -> anyhow::Result<Vec<PathBuf>
 }
 
 /// Write `stem.png` and `stem.svg`.
-pub fn line_chart(chart: &LineChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn line_chart(chart: &LineChart, stem: &Path) -> crate::Result<Vec<PathBuf>> {
     write_both(chart, stem)
 }
 
 /// Write `stem.png` and `stem.svg`.
-pub fn bar_chart(chart: &BarChart, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn bar_chart(chart: &BarChart, stem: &Path) -> crate::Result<Vec<PathBuf>> {
     write_both(chart, stem)
 }
 

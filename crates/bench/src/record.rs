@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sleeptime_core::Candidate;
 use sleeptime_model::Usage;
 
+use crate::error::{BenchError, BenchErrorKind, Result};
 use crate::spec::{Condition, ExperimentSpec};
 
 /// Sleep-time cost and quality of the `c'` a record was answered with.
@@ -253,40 +254,57 @@ pub const MANIFEST: &str = "manifest.json";
 pub const RESULTS: &str = "results.jsonl";
 
 /// Read a run's manifest.
-pub fn read_manifest(run_dir: &Path) -> anyhow::Result<Manifest> {
+pub fn read_manifest(run_dir: &Path) -> Result<Manifest> {
     let path = run_dir.join(MANIFEST);
-    let bytes =
-        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not a run manifest: {e}", path.display()))
+    let bytes = std::fs::read(&path).map_err(|e| BenchError::io("read", &path, &e))?;
+    serde_json::from_slice(&bytes).map_err(|e| BenchError::corrupt(&path, "a run manifest", &e))
+}
+
+/// Read a run's manifest when the folder has one: `None` for a new run, an error for one
+/// that cannot be read or parsed (a resumed run must not write over what it cannot read).
+pub fn read_manifest_if_any(run_dir: &Path) -> Result<Option<Manifest>> {
+    let path = run_dir.join(MANIFEST);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| BenchError::corrupt(&path, "a run manifest", &e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BenchError::io("read", &path, &e)),
+    }
 }
 
 /// Write a manifest atomically.
-pub fn write_manifest(run_dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
-    write_atomic(
-        &run_dir.join(MANIFEST),
-        &serde_json::to_vec_pretty(manifest)?,
-    )
+pub fn write_manifest(run_dir: &Path, manifest: &Manifest) -> Result<()> {
+    write_json(&run_dir.join(MANIFEST), manifest)
+}
+
+/// Write `value` as pretty JSON, atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| {
+        BenchError::new(
+            BenchErrorKind::Io,
+            format!("cannot encode {}: {e}", path.display()),
+        )
+    })?;
+    write_atomic(path, &bytes)
 }
 
 /// Write a file through a temporary name and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| BenchError::io("write", &tmp, &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| BenchError::io("write", path, &e))?;
     Ok(())
 }
 
 /// Every record of a run. A later record for the same (problem, condition) replaces an
 /// earlier one (a retried error); a torn last line (an interrupted write) is skipped.
-pub fn read_records(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
+pub fn read_records(run_dir: &Path) -> Result<Vec<Record>> {
     let path = run_dir.join(RESULTS);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Err(e) => return Err(BenchError::io("read", &path, &e)),
     };
     let mut out: Vec<Record> = Vec::new();
     let mut index: std::collections::HashMap<(String, String), usize> =
@@ -325,7 +343,7 @@ pub struct ResultsWriter {
 }
 
 impl ResultsWriter {
-    pub fn open(run_dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(RESULTS);
         // A torn last line from an interrupted run must not glue onto the next record.
         let needs_newline = std::fs::read(&path)
@@ -335,20 +353,25 @@ impl ResultsWriter {
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| BenchError::io("open", &path, &e))?;
         if needs_newline {
-            file.write_all(b"\n")?;
+            file.write_all(b"\n")
+                .map_err(|e| BenchError::io("write", &path, &e))?;
         }
         Ok(Self { path, file })
     }
 
-    pub fn write(&mut self, record: &Record) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(record)?;
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(|e| {
+            BenchError::new(
+                BenchErrorKind::Io,
+                format!("cannot encode a record for {}: {e}", self.path.display()),
+            )
+        })?;
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))?;
-        self.file.flush()?;
-        Ok(())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| BenchError::io("write", &self.path, &e))
     }
 }

@@ -10,6 +10,7 @@ use crate::metrics::{self, Axis, ConditionSummary, IsoSummary};
 use crate::plots::{self, BarChart, LineChart, Series};
 use crate::record::{self, Manifest, Record};
 use crate::spec::{Condition, Layout, ProgramKind};
+use crate::{BenchError, BenchErrorKind};
 
 /// Report settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,19 +218,20 @@ fn to_series(name: &str, points: &[metrics::Point]) -> Series {
 }
 
 /// Write the report of the run in `run_dir`.
-pub fn write_report(run_dir: &Path, options: &ReportOptions) -> anyhow::Result<ReportFiles> {
+pub fn write_report(run_dir: &Path, options: &ReportOptions) -> crate::Result<ReportFiles> {
     let manifest = record::read_manifest(run_dir)?;
     let records = record::read_records(run_dir)?;
-    anyhow::ensure!(
-        !records.is_empty(),
-        "{} has no results yet",
-        run_dir.display()
-    );
+    if records.is_empty() {
+        return Err(BenchError::new(
+            BenchErrorKind::NoResults,
+            format!("{} has no results yet", run_dir.display()),
+        ));
+    }
     let (md, summary, figures) = build(run_dir, &manifest, &records, options)?;
     let markdown = run_dir.join("report.md");
-    std::fs::write(&markdown, md)?;
+    record::write_atomic(&markdown, md.as_bytes())?;
     let summary_path = run_dir.join("summary.json");
-    std::fs::write(&summary_path, serde_json::to_vec_pretty(&summary)?)?;
+    record::write_json(&summary_path, &summary)?;
     Ok(ReportFiles {
         markdown,
         summary: summary_path,
@@ -243,7 +245,7 @@ fn build(
     manifest: &Manifest,
     records: &[Record],
     options: &ReportOptions,
-) -> anyhow::Result<(String, Summary, Vec<PathBuf>)> {
+) -> crate::Result<(String, Summary, Vec<PathBuf>)> {
     let spec = &manifest.spec;
     let partial = partial_problems(manifest, records);
     let kept: Vec<Record>;
@@ -255,12 +257,16 @@ fn build(
             .filter(|r| !partial.iter().any(|p| p.problem_id == r.problem_id))
             .cloned()
             .collect();
-        anyhow::ensure!(
-            !kept.is_empty(),
-            "{} has no problem with every condition answered yet ({} partial)",
-            run_dir.display(),
-            partial.len()
-        );
+        if kept.is_empty() {
+            return Err(BenchError::new(
+                BenchErrorKind::NoResults,
+                format!(
+                    "{} has no problem with every condition answered yet ({} partial)",
+                    run_dir.display(),
+                    partial.len()
+                ),
+            ));
+        }
         &kept[..]
     };
     let summaries = metrics::summarize(records);
@@ -366,7 +372,7 @@ fn build(
     let mut figures = Vec::new();
     let fig_dir = run_dir.join("plots");
     if options.plots {
-        std::fs::create_dir_all(&fig_dir)?;
+        std::fs::create_dir_all(&fig_dir).map_err(|e| BenchError::io("create", &fig_dir, &e))?;
         let k1: Vec<&String> = sleepers.iter().filter(|s| s.contains("/k1/")).collect();
         let mut tok_series = vec![to_series(&display_series("baseline"), &baseline_tokens)];
         let mut lat_series = vec![to_series(&display_series("baseline"), &baseline_latency)];

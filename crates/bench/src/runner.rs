@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
 use sleeptime_core::{
@@ -29,6 +28,7 @@ use crate::multiquery::{self, Group};
 use crate::progress;
 use crate::record::{self, Manifest, Record, ResultsWriter, SleepRecord};
 use crate::spec::{Budget, Condition, ExperimentSpec, Layout, ProgramKind, Sleeper};
+use crate::{BenchError, BenchErrorKind};
 
 /// The models a run uses. `generator` (Multi-Query questions) and `scorer` (log P(q | c))
 /// default to `model`.
@@ -245,7 +245,7 @@ impl Learned {
 
 #[derive(Debug, Default)]
 struct GroupState {
-    learned: HashMap<Sleeper, Result<Arc<Learned>, String>>,
+    learned: HashMap<Sleeper, crate::Result<Arc<Learned>>>,
     prefixes: Vec<String>,
 }
 
@@ -280,21 +280,38 @@ pub async fn run(
     spec: &ExperimentSpec,
     backends: Backends,
     options: &RunOptions,
-) -> anyhow::Result<RunSummary> {
-    spec.validate().map_err(anyhow::Error::msg)?;
+) -> crate::Result<RunSummary> {
+    spec.validate().map_err(BenchError::invalid)?;
     let mut dataset = spec.dataset.load(&options.data_dir)?;
     if let Some(limit) = options.limit {
         dataset.problems.truncate(limit);
     }
     std::fs::create_dir_all(&options.run_dir)
-        .with_context(|| format!("cannot create run folder {}", options.run_dir.display()))?;
+        .map_err(|e| BenchError::io("create the run folder", &options.run_dir, &e))?;
     std::fs::create_dir_all(&options.cache_dir)
-        .with_context(|| format!("cannot create cache folder {}", options.cache_dir.display()))?;
+        .map_err(|e| BenchError::io("create the cache folder", &options.cache_dir, &e))?;
 
+    // Refuse a folder this run must not add to before any long work (Multi-Query generation).
+    let previous = record::read_manifest_if_any(&options.run_dir)?;
+    if let Some(prev) = &previous {
+        let info = backends.model.info();
+        if prev.model.fingerprint != info.fingerprint {
+            return Err(BenchError::new(
+                BenchErrorKind::RunMismatch,
+                format!(
+                    "{} holds results of model {} ({}), not {}: use another --name",
+                    options.run_dir.display(),
+                    prev.model.name,
+                    prev.model.fingerprint,
+                    info.name
+                ),
+            ));
+        }
+    }
     let (cached, lazy) = stack(backends.model.clone(), &options.cache_dir)?;
     let model: SharedBackend = cached.clone();
     let calls_dir = options.cache_dir.join("calls");
-    let wrap = |b: &Option<SharedBackend>| -> anyhow::Result<Option<SharedBackend>> {
+    let wrap = |b: &Option<SharedBackend>| -> crate::Result<Option<SharedBackend>> {
         Ok(match b {
             Some(b) => Some(Arc::new(sleeptime_model::cache::CachedBackend::new(
                 b.clone(),
@@ -326,10 +343,7 @@ pub async fn run(
             )
             .await?;
             bar.finish_and_clear();
-            record::write_atomic(
-                &options.run_dir.join("multiquery.json"),
-                &serde_json::to_vec_pretty(&manifest)?,
-            )?;
+            record::write_json(&options.run_dir.join("multiquery.json"), &manifest)?;
             groups
         }
         None => dataset
@@ -344,12 +358,15 @@ pub async fn run(
 
     let mut seen = HashSet::new();
     for (_, p) in groups.iter().flat_map(|g| g.problems.iter()) {
-        anyhow::ensure!(
-            seen.insert(p.id.as_str()),
-            "problem id {:?} occurs twice in {}: ids must be unique",
-            p.id,
-            dataset.name
-        );
+        if !seen.insert(p.id.as_str()) {
+            return Err(BenchError::new(
+                BenchErrorKind::Dataset,
+                format!(
+                    "problem id {:?} occurs twice in {}: ids must be unique",
+                    p.id, dataset.name
+                ),
+            ));
+        }
     }
 
     let existing = record::read_records(&options.run_dir)?;
@@ -379,7 +396,6 @@ pub async fn run(
         plan.push((gi, group, conditions));
     }
 
-    let previous = record::read_manifest(&options.run_dir).ok();
     if let Some(prev) = &previous {
         // A resumed run with `--only` still lists everything evaluated so far.
         all_conditions.extend(prev.conditions.iter().cloned());
@@ -418,17 +434,6 @@ pub async fn run(
         cache_misses: 0,
         records: existing.len(),
     };
-    if let Some(prev) = &previous {
-        if prev.model.fingerprint != manifest.model.fingerprint {
-            anyhow::bail!(
-                "{} holds results of model {} ({}), not {}: use another --name",
-                options.run_dir.display(),
-                prev.model.name,
-                prev.model.fingerprint,
-                manifest.model.name
-            );
-        }
-    }
     record::write_manifest(&options.run_dir, &manifest)?;
 
     let shared = Shared {
@@ -447,7 +452,7 @@ pub async fn run(
             .collect(),
     };
     let concurrency = options.concurrency.max(1);
-    let result: anyhow::Result<Vec<()>> = futures::stream::iter(plan.iter())
+    let result: crate::Result<Vec<()>> = futures::stream::iter(plan.iter())
         .map(|(_, group, conditions)| shared.run_group(group, conditions, &done))
         .buffer_unordered(concurrency)
         .try_collect()
@@ -483,7 +488,7 @@ impl Shared<'_> {
         group: &Group,
         conditions: &[Condition],
         done: &HashSet<(String, String)>,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let mut state = GroupState::default();
         for condition in conditions {
             let id = condition.id();
@@ -504,9 +509,9 @@ impl Shared<'_> {
                     .evaluate(&mut state, &group.context_id, problem, condition, &mut rec)
                     .await
                 {
-                    rec.error = Some(format!("{e:#}"));
+                    rec.error = Some(e.to_string());
                     rec.correct = false;
-                    tracing::warn!("{} {id}: {e:#}", problem.id);
+                    tracing::warn!("{} {id}: {e}", problem.id);
                 }
                 self.writer
                     .lock()
@@ -587,17 +592,16 @@ impl Shared<'_> {
         context_id: &str,
         context: &str,
         sleeper: Sleeper,
-    ) -> anyhow::Result<Arc<Learned>> {
+    ) -> crate::Result<Arc<Learned>> {
         if let Some(found) = state.learned.get(&sleeper) {
-            return found.clone().map_err(anyhow::Error::msg);
+            return found.clone();
         }
-        let result = self.learn(context_id, context, sleeper).await;
-        let stored = result
-            .as_ref()
-            .map(Arc::clone)
-            .map_err(|e| format!("sleep time ({sleeper}) failed: {e:#}"));
+        let stored = self
+            .learn(context_id, context, sleeper)
+            .await
+            .map_err(|e| e.within(&format!("sleep time ({sleeper}) failed")));
         state.learned.insert(sleeper, stored.clone());
-        stored.map_err(anyhow::Error::msg)
+        stored
     }
 
     async fn learn(
@@ -605,7 +609,7 @@ impl Shared<'_> {
         context_id: &str,
         context: &str,
         sleeper: Sleeper,
-    ) -> anyhow::Result<Arc<Learned>> {
+    ) -> crate::Result<Arc<Learned>> {
         if context.trim().is_empty() {
             return Ok(Arc::new(Learned {
                 context: None,
@@ -665,7 +669,7 @@ impl Shared<'_> {
         seed: Option<u64>,
         reuse_prefix: bool,
         prepare: bool,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let meter = Meter::new(self.model.clone());
         let config = AnswerConfig {
             verbosity: Verbosity::new(budget.verbosity)?,
@@ -712,7 +716,7 @@ impl Shared<'_> {
         rec: &mut Record,
         context: Option<&str>,
         question: &str,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let input = AnswerInput {
             context,
             learned: None,
@@ -738,7 +742,7 @@ impl Shared<'_> {
         problem: &Problem,
         condition: &Condition,
         rec: &mut Record,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let context = problem.context.trim();
         let question = problem.question.trim();
         let c = Some(context).filter(|c| !c.is_empty());
@@ -935,7 +939,7 @@ impl Shared<'_> {
         style: ProgramStyle,
         max_tokens: u32,
         rec: &mut Record,
-    ) -> anyhow::Result<()> {
+    ) -> crate::Result<()> {
         let learned = match sleeper {
             Some(s) => {
                 let l = self

@@ -12,6 +12,7 @@ use sleeptime_core::PickRule;
 use crate::datasets::{
     self, symbolic::Generator, symbolic::GeneratorOptions, Dataset, Split, SplitMode,
 };
+use crate::{BenchError, BenchErrorKind};
 
 /// A test-time budget: a verbosity level (paper §7.1) and a completion-token cap. When the
 /// reasoning hits the cap the final answer is forced (budget forcing), so a cap is also a
@@ -410,8 +411,7 @@ impl DatasetSpec {
 
     /// Load the problems from `data_dir` (the shared data folder). Everything derived from
     /// GSM-Symbolic is built here in memory and never written out.
-    pub fn load(&self, data_dir: &Path) -> anyhow::Result<Dataset> {
-        use anyhow::Context as _;
+    pub fn load(&self, data_dir: &Path) -> crate::Result<Dataset> {
         let gsm = data_dir.join("gsm_symbolic");
         let dataset = match self {
             DatasetSpec::P2 {
@@ -436,7 +436,9 @@ impl DatasetSpec {
                     ..GeneratorOptions::default()
                 };
                 let generator = Generator::load_with(gsm.join("templates"), *split, options)
-                    .with_context(|| format!("cannot load the {split} templates"))?;
+                    .map_err(|e| {
+                        BenchError::from(e).within(&format!("cannot load the {split} templates"))
+                    })?;
                 Dataset {
                     name: format!("gen-{split}-s{seed}"),
                     problems: generator.generate(*n, *seed),
@@ -478,11 +480,12 @@ impl DatasetSpec {
                 }
             }
         };
-        anyhow::ensure!(
-            !dataset.is_empty(),
-            "dataset {} has no problems",
-            self.name()
-        );
+        if dataset.is_empty() {
+            return Err(BenchError::new(
+                BenchErrorKind::Dataset,
+                format!("dataset {} has no problems", self.name()),
+            ));
+        }
         Ok(dataset)
     }
 }

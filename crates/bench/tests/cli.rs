@@ -7,6 +7,7 @@ use sleeptime_bench::cli::{
 };
 use sleeptime_bench::datasets::{Split, SplitMode};
 use sleeptime_bench::spec::{preset, Budget, DatasetSpec, Layout, ProgramKind, PRESETS};
+use sleeptime_bench::BenchErrorKind;
 
 #[derive(Debug, Parser)]
 struct Cli {
@@ -136,13 +137,21 @@ fn flags_override_the_preset() {
         build_spec(&parse(&["--preset", "p1-200", "--multi-query", "7"])).expect("spec");
     assert_eq!(spec.multi_query.map(|m| m.extra), Some(7));
 
-    assert!(build_spec(&parse(&["--preset", "nope"])).is_err());
-    assert!(build_spec(&parse(&["--budgets", "v9"])).is_err());
-    assert!(
-        build_spec(&parse(&["--programs", "rethink=routed"])).is_err(),
-        "rethink has no structured c' to route"
+    let invalid = |args: &[&str], says: &str| {
+        let err = build_spec(&parse(args)).expect_err("invalid arguments");
+        assert_eq!(err.kind(), BenchErrorKind::InvalidInput, "{args:?}: {err}");
+        assert!(err.to_string().contains(says), "{args:?}: {err}");
+    };
+    invalid(&["--preset", "nope"], "unknown preset \"nope\" (known: ");
+    invalid(&["--budgets", "v9"], "v9");
+    // rethink has no structured c' to route.
+    invalid(&["--programs", "rethink=routed"], "routed");
+    invalid(&["--name", "../escape"], "run name \"../escape\"");
+    invalid(&["--set", "gsm9k"], "unknown --set \"gsm9k\"");
+    invalid(
+        &["--solve-samples", "0"],
+        "--solve-samples must be at least 1",
     );
-    assert!(build_spec(&parse(&["--name", "../escape"])).is_err());
 }
 
 #[test]

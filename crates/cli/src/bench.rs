@@ -7,6 +7,7 @@ use clap::Subcommand;
 use sleeptime_bench::cli::{
     BackendFactory, BuildFuture, ModelOverride, ReportArgs, RunArgs, RUN_HELP,
 };
+use sleeptime_bench::BenchError;
 
 use crate::backend::{self, BackendArgs, BackendKind};
 
@@ -51,7 +52,10 @@ impl BackendFactory for Factory<'_> {
                     args.model = m.clone();
                 }
             }
-            backend::build(&args).await
+            // `{:#}` keeps anyhow's chain of causes in the one message.
+            backend::build(&args)
+                .await
+                .map_err(|e| BenchError::backend(&format!("{e:#}")))
         })
     }
 }
@@ -59,9 +63,9 @@ impl BackendFactory for Factory<'_> {
 pub async fn run(backend: &BackendArgs, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Run(args) => {
-            sleeptime_bench::cli::run_command(*args, &Factory { args: backend }).await
+            Ok(sleeptime_bench::cli::run_command(*args, &Factory { args: backend }).await?)
         }
-        BenchCommand::Report(args) => sleeptime_bench::cli::report_command(&args),
+        BenchCommand::Report(args) => Ok(sleeptime_bench::cli::report_command(&args)?),
         BenchCommand::Presets => {
             print!("{}", sleeptime_bench::cli::presets_text());
             Ok(())
