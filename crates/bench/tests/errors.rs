@@ -8,7 +8,8 @@ use std::path::Path;
 use sleeptime_bench::record::{read_manifest, read_records};
 use sleeptime_bench::report::{write_report, ReportOptions};
 use sleeptime_bench::runner::run;
-use sleeptime_bench::BenchErrorKind;
+use sleeptime_bench::{BenchError, BenchErrorKind};
+use sleeptime_model::scripted::ScriptedBackend;
 
 /// A short run (the baseline conditions only) into `runs/NAME`.
 async fn baseline_run(root: &Path, name: &str) -> sleeptime_bench::runner::RunOptions {
@@ -21,6 +22,19 @@ async fn baseline_run(root: &Path, name: &str) -> sleeptime_bench::runner::RunOp
         .expect("run");
     assert_eq!(summary.written, 3, "one record per problem");
     options
+}
+
+/// The same run again, expected to be refused; returns the error and the model it was given.
+async fn rerun_refused(
+    root: &Path,
+    options: &sleeptime_bench::runner::RunOptions,
+) -> (BenchError, ScriptedBackend) {
+    let spec = common::spec(common::write_dataset(root));
+    let model = common::scripted();
+    let err = run(&spec, common::backends(&model), options)
+        .await
+        .expect_err("the run must be refused");
+    (err, model)
 }
 
 fn folder_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -52,11 +66,7 @@ async fn a_folder_of_another_model_is_refused_before_any_work_and_kept() {
     std::fs::write(&manifest_path, edited).expect("write");
     let before = folder_bytes(&options.run_dir);
 
-    let spec = common::spec(common::write_dataset(dir.path()));
-    let model = common::scripted();
-    let err = run(&spec, common::backends(&model), &options)
-        .await
-        .expect_err("another model's folder");
+    let (err, model) = rerun_refused(dir.path(), &options).await;
     assert_eq!(err.kind(), BenchErrorKind::RunMismatch, "{err}");
     let message = err.to_string();
     assert!(
@@ -75,12 +85,9 @@ async fn an_unreadable_manifest_is_refused_not_written_over() {
     std::fs::write(&manifest_path, b"{\"name\": \"torn\", ").expect("write");
     let before = folder_bytes(&options.run_dir);
 
-    let spec = common::spec(common::write_dataset(dir.path()));
-    let model = common::scripted();
-    let err = run(&spec, common::backends(&model), &options)
-        .await
-        .expect_err("a torn manifest");
+    let (err, model) = rerun_refused(dir.path(), &options).await;
     assert_eq!(err.kind(), BenchErrorKind::Corrupt, "{err}");
+    assert!(model.calls().is_empty(), "refused before any model call");
     assert!(
         err.to_string()
             .contains("manifest.json is not a run manifest"),
