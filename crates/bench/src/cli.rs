@@ -471,11 +471,13 @@ pub fn build_spec(args: &RunArgs) -> crate::Result<(ExperimentSpec, String, Opti
     Ok((spec, name, args.preset.clone()))
 }
 
-/// The plan of a run: problems, conditions and records, without calling a model.
+/// The plan of a run: problems, conditions and records, without calling a model; `only`
+/// keeps the conditions whose id it matches, as `--only` does for the run.
 pub fn plan_text(
     spec: &ExperimentSpec,
     data_dir: &std::path::Path,
     limit: Option<usize>,
+    only: Option<&regex::Regex>,
 ) -> crate::Result<String> {
     let mut dataset = spec.dataset.load(data_dir)?;
     if let Some(l) = limit {
@@ -484,7 +486,11 @@ pub fn plan_text(
     let mut per_condition: std::collections::BTreeMap<String, usize> =
         std::collections::BTreeMap::new();
     for i in 0..dataset.problems.len() {
-        for c in spec.conditions_for(i) {
+        for c in spec
+            .conditions_for(i)
+            .into_iter()
+            .filter(|c| only.is_none_or(|re| re.is_match(&c.id())))
+        {
             *per_condition.entry(c.series()).or_default() += 1;
         }
     }
@@ -516,10 +522,6 @@ pub fn plan_text(
 pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> crate::Result<()> {
     let (spec, name, preset) = build_spec(&args)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(datasets::data_dir);
-    if args.dry_run {
-        print!("{}", plan_text(&spec, &data_dir, args.limit)?);
-        return Ok(());
-    }
     let only = args
         .only
         .as_deref()
@@ -528,6 +530,13 @@ pub async fn run_command(args: RunArgs, factory: &dyn BackendFactory) -> crate::
         .map_err(|e| {
             BenchError::invalid(format!("--only is not a valid regular expression: {e}"))
         })?;
+    if args.dry_run {
+        print!(
+            "{}",
+            plan_text(&spec, &data_dir, args.limit, only.as_ref())?
+        );
+        return Ok(());
+    }
     let generator = ModelOverride {
         model: args.generator_model.clone(),
         base_url: args.generator_base_url.clone(),

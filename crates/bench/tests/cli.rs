@@ -191,12 +191,20 @@ fn dry_run_plans_without_a_model() {
         "2",
     ]))
     .expect("spec");
-    let plan = plan_text(&spec, dir.path(), None).expect("plan");
+    let plan = plan_text(&spec, dir.path(), None, None).expect("plan");
     assert!(plan.contains("1 problems"), "{plan}");
     assert!(
         plan.contains("baseline: 8")
             && plan.contains("rethink/k1/full: 5")
             && plan.contains("rethink/k1/learned: 2"),
+        "{plan}"
+    );
+    // `--only` narrows the plan as it narrows the run.
+    let only = regex::Regex::new("^baseline/v[04]$").expect("regex");
+    let plan = plan_text(&spec, dir.path(), None, Some(&only)).expect("plan");
+    assert!(plan.contains("2 records in 1 series"), "{plan}");
+    assert!(
+        plan.contains("baseline: 2") && !plan.contains("rethink/k1/full"),
         "{plan}"
     );
 }
