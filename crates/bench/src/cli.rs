@@ -167,6 +167,19 @@ pub struct RunArgs {
     /// Multi-Query: verified extra questions per context (enables Multi-Query).
     #[arg(long)]
     pub multi_query: Option<usize>,
+    /// Multi-Query: most generation calls per context (default 2).
+    #[arg(long)]
+    pub mq_calls: Option<usize>,
+    /// Multi-Query: full-reasoning samples that verify each generated pair (at least 3;
+    /// default 3).
+    #[arg(long)]
+    pub mq_verify_samples: Option<u32>,
+    /// Multi-Query: sampling temperature of the generator (default 0.7).
+    #[arg(long)]
+    pub mq_temperature: Option<f32>,
+    /// Multi-Query: sampling temperature of the verifying samples (default: the generator's).
+    #[arg(long)]
+    pub mq_verify_temperature: Option<f32>,
     /// Skip the predictability scores.
     #[arg(long)]
     pub no_predictability: bool,
@@ -443,6 +456,29 @@ pub fn build_spec(args: &RunArgs) -> crate::Result<(ExperimentSpec, String, Opti
         mq.extra = extra;
         mq.per_call = mq.per_call.max(extra + 2);
         spec.multi_query = (extra > 0).then_some(mq);
+    }
+    let mq_knobs = args.mq_calls.is_some()
+        || args.mq_verify_samples.is_some()
+        || args.mq_temperature.is_some()
+        || args.mq_verify_temperature.is_some();
+    if mq_knobs {
+        let Some(mq) = spec.multi_query.as_mut() else {
+            return Err(BenchError::invalid(
+                "--mq-calls, --mq-verify-samples and the --mq-*temperature flags set up Multi-Query: add --multi-query N",
+            ));
+        };
+        if let Some(v) = args.mq_calls {
+            mq.max_calls = v;
+        }
+        if let Some(v) = args.mq_verify_samples {
+            mq.verify_samples = v;
+        }
+        if let Some(v) = args.mq_temperature {
+            mq.temperature = v;
+        }
+        if let Some(v) = args.mq_verify_temperature {
+            mq.verify_temperature = Some(v);
+        }
     }
     if args.no_predictability {
         spec.predictability = false;

@@ -271,7 +271,7 @@ pub async fn verify(
             verbosity: Verbosity::new(budget.verbosity)?,
             max_tokens: budget.max_tokens,
             budget_forcing: Some(BudgetForcing::default()),
-            temperature: spec.temperature,
+            temperature: spec.verify_temperature(),
             seed: Some(seed.wrapping_add(u64::from(i))),
             reuse_prefix: true,
         };

@@ -558,8 +558,22 @@ pub struct MultiQuerySpec {
     /// Full-reasoning samples in the independent solve; a pair is kept when their majority
     /// agrees with its answer.
     pub verify_samples: u32,
-    /// Temperature of the generator and of the verifying samples.
+    /// Temperature of the generator, and of the verifying samples unless
+    /// `verify_temperature` is set.
     pub temperature: f32,
+    /// Temperature of the verifying samples. A small model sampled at the generator's
+    /// temperature often disagrees with itself, so no majority forms even for a right answer.
+    /// Left out of the serialised spec when unset, so generated sets cached before it keep
+    /// their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_temperature: Option<f32>,
+}
+
+impl MultiQuerySpec {
+    /// The temperature of the verifying samples.
+    pub fn verify_temperature(&self) -> f32 {
+        self.verify_temperature.unwrap_or(self.temperature)
+    }
 }
 
 impl Default for MultiQuerySpec {
@@ -570,6 +584,7 @@ impl Default for MultiQuerySpec {
             max_calls: 2,
             verify_samples: 3,
             temperature: 0.7,
+            verify_temperature: None,
         }
     }
 }
@@ -706,6 +721,19 @@ impl ExperimentSpec {
         if let Some(mq) = &self.multi_query {
             if mq.verify_samples < 3 {
                 return Err("multi-query verification needs at least 3 samples".into());
+            }
+            if mq.max_calls == 0 {
+                return Err("multi-query needs at least 1 generation call per context".into());
+            }
+            for (what, t) in [
+                ("generation", mq.temperature),
+                ("verification", mq.verify_temperature()),
+            ] {
+                if !(0.0..=2.0).contains(&t) {
+                    return Err(format!(
+                        "multi-query {what} temperature {t} is outside 0 to 2"
+                    ));
+                }
             }
         }
         Ok(())

@@ -137,6 +137,31 @@ fn flags_override_the_preset() {
         build_spec(&parse(&["--preset", "p1-200", "--multi-query", "7"])).expect("spec");
     assert_eq!(spec.multi_query.map(|m| m.extra), Some(7));
 
+    // Multi-Query's knobs; the verifier samples at the generator's temperature unless told.
+    let (spec, _, _) = build_spec(&parse(&[
+        "--preset",
+        "p1-200",
+        "--multi-query",
+        "5",
+        "--mq-calls",
+        "4",
+        "--mq-verify-samples",
+        "5",
+        "--mq-verify-temperature",
+        "0.2",
+    ]))
+    .expect("spec");
+    let mq = spec.multi_query.expect("multi-query");
+    assert_eq!((mq.max_calls, mq.verify_samples), (4, 5));
+    assert_eq!((mq.temperature, mq.verify_temperature()), (0.7, 0.2));
+    let (spec, _, _) =
+        build_spec(&parse(&["--multi-query", "5", "--mq-temperature", "0.4"])).expect("spec");
+    let mq = spec.multi_query.expect("multi-query");
+    assert_eq!((mq.temperature, mq.verify_temperature()), (0.4, 0.4));
+    // Unset, it is left out of the spec that keys cached generated sets, so those keep their keys.
+    let json = serde_json::to_string(&mq).expect("json");
+    assert!(!json.contains("verify_temperature"), "{json}");
+
     let invalid = |args: &[&str], says: &str| {
         let err = build_spec(&parse(args)).expect_err("invalid arguments");
         assert_eq!(err.kind(), BenchErrorKind::InvalidInput, "{args:?}: {err}");
@@ -151,6 +176,19 @@ fn flags_override_the_preset() {
     invalid(
         &["--solve-samples", "0"],
         "--solve-samples must be at least 1",
+    );
+    invalid(&["--mq-calls", "3"], "add --multi-query N");
+    invalid(
+        &["--multi-query", "5", "--mq-verify-samples", "2"],
+        "at least 3 samples",
+    );
+    invalid(
+        &["--multi-query", "5", "--mq-verify-temperature", "3"],
+        "verification temperature 3 is outside 0 to 2",
+    );
+    invalid(
+        &["--multi-query", "5", "--mq-calls", "0"],
+        "at least 1 generation call",
     );
 }
 

@@ -323,6 +323,7 @@ async fn multi_query_groups_share_sleep_time_and_keep_text_out_of_the_run() {
         max_calls: 1,
         verify_samples: 3,
         temperature: 0.7,
+        verify_temperature: None,
     });
     let model = common::scripted();
     let mut options = common::options(dir.path(), "mq");
