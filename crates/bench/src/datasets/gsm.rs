@@ -49,11 +49,20 @@ fn text_field<'a>(row: &'a Row, path: &Path, field: &'static str) -> Result<&'a 
     row.obj
         .get(field)
         .and_then(Json::as_str)
-        .ok_or_else(|| DatasetError::MissingField {
-            path: path.to_path_buf(),
-            line: row.line,
-            field,
-        })
+        .ok_or_else(|| missing(row, path, field))
+}
+
+/// A field of any JSON type.
+fn any_field<'a>(row: &'a Row, path: &Path, field: &'static str) -> Result<&'a Json, DatasetError> {
+    row.obj.get(field).ok_or_else(|| missing(row, path, field))
+}
+
+fn missing(row: &Row, path: &Path, field: &'static str) -> DatasetError {
+    DatasetError::MissingField {
+        path: path.to_path_buf(),
+        line: row.line,
+        field,
+    }
 }
 
 fn id_text(v: &Json) -> Option<String> {
@@ -117,14 +126,7 @@ pub fn load_jsonl(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, Da
     let mut problems = Vec::new();
     for row in read_rows(path)? {
         let question = text_field(&row, path, "question")?;
-        let answer = row
-            .obj
-            .get("answer")
-            .ok_or_else(|| DatasetError::MissingField {
-                path: path.to_path_buf(),
-                line: row.line,
-                field: "answer",
-            })?;
+        let answer = any_field(&row, path, "answer")?;
         let mut id = row
             .obj
             .get("id")
@@ -154,14 +156,7 @@ pub fn load_gsm8k(path: impl AsRef<Path>, mode: SplitMode) -> Result<Dataset, Da
     let mut problems = Vec::new();
     for (i, row) in read_rows(path)?.into_iter().enumerate() {
         let question = text_field(&row, path, "question")?;
-        let answer = row
-            .obj
-            .get("answer")
-            .ok_or_else(|| DatasetError::MissingField {
-                path: path.to_path_buf(),
-                line: row.line,
-                field: "answer",
-            })?;
+        let answer = any_field(&row, path, "answer")?;
         let p = gsm_problem(
             format!("gsm8k/{i}"),
             question,
@@ -208,30 +203,10 @@ pub fn load_gsm_symbolic_release(
     let mut problems = Vec::new();
     for row in read_rows(path)? {
         let question = text_field(&row, path, "question")?;
-        let answer = row
-            .obj
-            .get("answer")
-            .ok_or_else(|| DatasetError::MissingField {
-                path: path.to_path_buf(),
-                line: row.line,
-                field: "answer",
-            })?;
-        let tid =
-            row.obj
-                .get("id")
-                .and_then(id_text)
-                .ok_or_else(|| DatasetError::MissingField {
-                    path: path.to_path_buf(),
-                    line: row.line,
-                    field: "id",
-                })?;
-        let inst = row.obj.get("instance").and_then(id_text).ok_or_else(|| {
-            DatasetError::MissingField {
-                path: path.to_path_buf(),
-                line: row.line,
-                field: "instance",
-            }
-        })?;
+        let answer = any_field(&row, path, "answer")?;
+        let tid = id_text(any_field(&row, path, "id")?).ok_or_else(|| missing(&row, path, "id"))?;
+        let inst = id_text(any_field(&row, path, "instance")?)
+            .ok_or_else(|| missing(&row, path, "instance"))?;
         let id = format!("{}/{tid}-{inst}", split.dir_name());
         let template = templates.get(&tid).cloned();
         let p = gsm_problem(
