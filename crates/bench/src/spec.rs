@@ -561,8 +561,8 @@ pub struct MultiQuerySpec {
     /// Temperature of the generator, and of the verifying samples unless
     /// `verify_temperature` is set.
     pub temperature: f32,
-    /// Temperature of the verifying samples. A small model sampled at the generator's
-    /// temperature often disagrees with itself, so no majority forms even for a right answer.
+    /// Temperature of the verifying samples, set apart from the generator's so that a
+    /// verifier can sample cooler (on the 1.5B default it did not help: `bench/README.md`).
     /// Left out of the serialised spec when unset, so generated sets cached before it keep
     /// their keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
