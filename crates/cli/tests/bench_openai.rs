@@ -1,7 +1,8 @@
 //! `sleeptime bench run` end to end against OpenAI-compatible servers: the harness must work
-//! for any such model (issue 3), and Multi-Query's generator may be another server than the
-//! model under test. Two mock servers on 127.0.0.1 play a model that solves the test's two
-//! problems; the real binary runs against them.
+//! for any such model, and Multi-Query's generator and the predictability scorer may be other
+//! servers or models than the one under test. Two mock servers on 127.0.0.1 play a model that
+//! solves the test's two problems and a scorer that echoes prompt log-probabilities; the real
+//! binary runs against them.
 
 use std::path::Path;
 use std::process::Output;
@@ -107,11 +108,36 @@ async fn chat(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> 
     }))
 }
 
+/// Prompt log-probabilities the way vLLM's legacy completions endpoint echoes them: one token
+/// per word (with its leading space), each at log-probability -0.5, none for the first.
+async fn echo_logprobs(State(seen): State<Seen>, Json(body): Json<Value>) -> Json<Value> {
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let prompt = body["prompt"].as_str().unwrap_or_default().to_owned();
+    let (mut tokens, mut offsets, mut logprobs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut start = 0;
+    let chars: Vec<char> = prompt.chars().collect();
+    for i in 1..=chars.len() {
+        if i == chars.len() || (chars[i].is_whitespace() && !chars[i - 1].is_whitespace()) {
+            tokens.push(chars[start..i].iter().collect::<String>());
+            offsets.push(start);
+            logprobs.push(if start == 0 { Value::Null } else { json!(-0.5) });
+            start = i;
+        }
+    }
+    seen.0.lock().expect("lock").push((model, prompt));
+    Json(json!({
+        "id": "mock", "object": "text_completion",
+        "choices": [{"index": 0, "text": "", "finish_reason": "length",
+            "logprobs": {"tokens": tokens, "token_logprobs": logprobs, "text_offset": offsets}}]
+    }))
+}
+
 /// Serves the mock model on a free port; returns its base URL and what it is asked.
 async fn mock_server() -> (String, Seen) {
     let seen = Seen::default();
     let router = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(echo_logprobs))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -174,7 +200,6 @@ fn run_args(base_url: &str, extra: &[&str]) -> Vec<String> {
         "--formula-budgets",
         "",
         "--no-program-aided",
-        "--no-predictability",
         "--multi-query",
         "2",
         "--mq-calls",
@@ -202,19 +227,17 @@ async fn multi_query_run_with_a_remote_generator_beside_the_remote_model_under_t
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("tiny.jsonl"), PROBLEMS).expect("dataset");
 
-    let out = sleeptime(
-        dir.path(),
-        run_args(
-            &model_url,
-            &[
-                "--generator-base-url",
-                &generator_url,
-                "--generator-remote-model",
-                "writer",
-            ],
-        ),
-    )
-    .await;
+    let extra = [
+        "--generator-base-url",
+        &generator_url,
+        "--generator-remote-model",
+        "writer",
+        "--scorer-base-url",
+        &generator_url,
+        "--scorer-remote-model",
+        "scorer",
+    ];
+    let out = sleeptime(dir.path(), run_args(&model_url, &extra)).await;
     assert!(
         out.status.success(),
         "bench run failed:\n{}",
@@ -223,12 +246,17 @@ async fn multi_query_run_with_a_remote_generator_beside_the_remote_model_under_t
 
     // The generator server wrote the questions; the model under test only verified and
     // answered them.
-    let generated = generator_seen.all();
+    let (generated, scored): (Vec<_>, Vec<_>) = generator_seen
+        .all()
+        .into_iter()
+        .partition(|(model, _)| model == "writer");
     assert_eq!(generated.len(), 2, "one generation call per context");
-    for (model, text) in &generated {
-        assert_eq!(model, "writer");
+    for (_, text) in &generated {
         assert!(text.contains("You write new questions"), "{text}");
     }
+    // The scorer (the same server, another model) scores each of the 6 questions once.
+    assert_eq!(scored.len(), 6);
+    assert!(scored.iter().all(|(model, _)| model == "scorer"));
     let asked = model_seen.all();
     assert!(asked.iter().all(|(model, _)| model == "strong"));
     assert!(asked
@@ -283,6 +311,20 @@ async fn multi_query_run_with_a_remote_generator_beside_the_remote_model_under_t
         assert_eq!(r["correct"], true, "{r}");
     }
 
+    // log P(q | c) per question: -0.5 per question token, as the mock scorer says.
+    let scores: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["condition"] == "score")
+        .collect();
+    assert_eq!(scores.len(), 6);
+    for r in scores {
+        let tokens = r["question_tokens"].as_f64().expect("question tokens");
+        assert!(tokens >= 5.0, "{r}");
+        let sum = r["logprob_sum"].as_f64().expect("sum");
+        assert!((sum + 0.5 * tokens).abs() < 1e-9, "{r}");
+        assert!((r["logprob_mean"].as_f64().expect("mean") + 0.5).abs() < 1e-9);
+    }
+
     // Records and manifests hold ids and numbers, not the problems' text.
     for file in ["results.jsonl", "manifest.json", "multiquery.json"] {
         let text = std::fs::read_to_string(run.join(file)).expect("read");
@@ -295,19 +337,7 @@ async fn multi_query_run_with_a_remote_generator_beside_the_remote_model_under_t
 
     // A rerun is served by the call cache: neither server is asked again.
     let (model_calls, generator_calls) = (model_seen.all().len(), generator_seen.all().len());
-    let out = sleeptime(
-        dir.path(),
-        run_args(
-            &model_url,
-            &[
-                "--generator-base-url",
-                &generator_url,
-                "--generator-remote-model",
-                "writer",
-            ],
-        ),
-    )
-    .await;
+    let out = sleeptime(dir.path(), run_args(&model_url, &extra)).await;
     assert!(
         out.status.success(),
         "{}",
@@ -327,7 +357,10 @@ async fn an_unreachable_generator_fails_the_run_with_its_url_and_keeps_no_record
 
     let out = sleeptime(
         dir.path(),
-        run_args(&model_url, &["--generator-base-url", dead]),
+        run_args(
+            &model_url,
+            &["--generator-base-url", dead, "--no-predictability"],
+        ),
     )
     .await;
     assert!(!out.status.success());
