@@ -680,3 +680,90 @@ pub fn by_template(
     }
     out
 }
+
+/// One condition against a reference condition over the questions both answered: issue 5's
+/// "where each program wins or loses" against the paper's program.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeadToHead {
+    pub condition: String,
+    pub reference: String,
+    /// Questions both conditions answered.
+    pub n: usize,
+    pub correct: usize,
+    pub reference_correct: usize,
+    /// Questions only `condition` got right / only `reference` got right.
+    pub wins: usize,
+    pub losses: usize,
+    /// Mean paired difference of correctness (a fraction) and its 95% normal interval.
+    pub gap: f64,
+    pub gap_lo: f64,
+    pub gap_hi: f64,
+    /// Templates where `condition` got more / fewer of the shared questions right.
+    pub templates_ahead: Vec<String>,
+    pub templates_behind: Vec<String>,
+}
+
+/// `condition` against `reference`, paired by question; `None` when they share none.
+pub fn head_to_head(records: &[Record], condition: &str, reference: &str) -> Option<HeadToHead> {
+    let answers = |c: &str| -> BTreeMap<&str, &Record> {
+        records
+            .iter()
+            .filter(|r| r.condition == c)
+            .map(|r| (r.problem_id.as_str(), r))
+            .collect()
+    };
+    let (mine, theirs) = (answers(condition), answers(reference));
+    let pairs: Vec<(&Record, &Record)> = mine
+        .iter()
+        .filter_map(|(id, a)| theirs.get(id).map(|b| (*a, *b)))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    let n = pairs.len();
+    let diffs: Vec<f64> = pairs
+        .iter()
+        .map(|(a, b)| f64::from(u8::from(a.correct)) - f64::from(u8::from(b.correct)))
+        .collect();
+    let gap = diffs.iter().sum::<f64>() / n as f64;
+    let var = if n > 1 {
+        diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0)
+    } else {
+        0.0
+    };
+    let half = Z95 * (var / n as f64).sqrt();
+    let mut per_template: BTreeMap<String, i64> = BTreeMap::new();
+    for (a, b) in &pairs {
+        if let Some(t) = &a.template_id {
+            *per_template.entry(t.clone()).or_default() +=
+                i64::from(u8::from(a.correct)) - i64::from(u8::from(b.correct));
+        }
+    }
+    let templates = |keep: fn(i64) -> bool| -> Vec<String> {
+        per_template
+            .iter()
+            .filter(|(_, d)| keep(**d))
+            .map(|(t, _)| t.clone())
+            .collect()
+    };
+    Some(HeadToHead {
+        condition: condition.to_owned(),
+        reference: reference.to_owned(),
+        n,
+        correct: pairs.iter().filter(|(a, _)| a.correct).count(),
+        reference_correct: pairs.iter().filter(|(_, b)| b.correct).count(),
+        wins: pairs
+            .iter()
+            .filter(|(a, b)| a.correct && !b.correct)
+            .count(),
+        losses: pairs
+            .iter()
+            .filter(|(a, b)| !a.correct && b.correct)
+            .count(),
+        gap,
+        gap_lo: gap - half,
+        gap_hi: gap + half,
+        templates_ahead: templates(|d| d > 0),
+        templates_behind: templates(|d| d < 0),
+    })
+}

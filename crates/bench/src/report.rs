@@ -99,6 +99,9 @@ pub struct Summary {
     pub majority_vote: Vec<metrics::KPoint>,
     pub predictability: BTreeMap<String, Vec<metrics::Bin>>,
     pub targets: Vec<Target>,
+    /// Every other program's conditions against the paper's program (rethink, `c' + c + q`)
+    /// at the same budget, paired by question.
+    pub head_to_head: Vec<metrics::HeadToHead>,
     /// Problems left out because an interrupted invocation answered only some of their
     /// conditions (see [`partial_problems`]).
     pub partial_problems: Vec<PartialProblem>,
@@ -356,6 +359,7 @@ fn build(
     }
 
     let targets = targets(&summaries, &iso, &amortised, measured, &lowest, options);
+    let head_to_head = against_paper_program(records, &summaries);
     let summary = Summary {
         conditions: summaries.clone(),
         iso: iso.clone(),
@@ -365,6 +369,7 @@ fn build(
         majority_vote: vote.clone(),
         predictability: predictability.clone(),
         targets: targets.clone(),
+        head_to_head,
         partial_problems: partial.clone(),
     };
 
@@ -578,6 +583,33 @@ fn build(
         manifest, records, &summaries, &summary, &lowest, options, &figures, run_dir,
     );
     Ok((md, summary, figures))
+}
+
+/// The paper's program at `budget`: the reference every other program is paired against.
+fn paper_program(budget: &str) -> String {
+    format!("rethink/k1/{}/{budget}", Layout::Full.name())
+}
+
+/// Each warm sleep-time condition of a program other than rethink (context-only left out: it
+/// never sees the question) against rethink `c' + c + q` at the same budget.
+fn against_paper_program(
+    records: &[Record],
+    summaries: &[ConditionSummary],
+) -> Vec<metrics::HeadToHead> {
+    summaries
+        .iter()
+        .filter_map(|c| match &c.spec {
+            Condition::Sleep {
+                sleeper,
+                layout,
+                budget,
+                cold: false,
+            } if sleeper.program != ProgramKind::Rethink && *layout != Layout::ContextOnly => {
+                metrics::head_to_head(records, &c.condition, &paper_program(&budget.label()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn amort_series(name: &str, pts: &[&metrics::AmortPoint]) -> Series {
@@ -1492,6 +1524,7 @@ against the reference without it, the paper's baseline, which reads c only when 
         md,
         "\nPoints of accuracy, paired over the same questions, with a 95% interval.\n"
     );
+    head_to_head_section(&mut md, &summary.head_to_head);
 
     let _ = writeln!(md, "## Accuracy vs test-time latency\n");
     fig(&mut md, "accuracy_vs_latency", "accuracy vs latency");
@@ -1785,34 +1818,65 @@ bound to a number of the question."
     md
 }
 
+/// Templates as a short list: numeric order, at most `MAX` named.
+fn template_list(templates: &[String]) -> String {
+    const MAX: usize = 12;
+    if templates.is_empty() {
+        return "–".into();
+    }
+    let mut sorted: Vec<&String> = templates.iter().collect();
+    sorted.sort_by_key(|t| template_key(t));
+    let named: Vec<&str> = sorted.iter().take(MAX).map(|t| t.as_str()).collect();
+    let more = sorted.len().saturating_sub(MAX);
+    if more == 0 {
+        named.join(", ")
+    } else {
+        format!("{} (+{more} more)", named.join(", "))
+    }
+}
+
+fn head_to_head_section(md: &mut String, rows: &[metrics::HeadToHead]) {
+    let _ = writeln!(md, "## Each program against the paper's program\n");
+    if rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "No program other than rethink ran beside rethink `c' + c + q` at the same budget.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Paired over the questions both answered: wins are questions only the program got right, losses questions only \
+the paper's program (rethink, `c' + c + q`, same budget) got right; the gap is in points with a 95% interval. Templates: \
+where the program got more (ahead) or fewer (behind) of the template's questions right.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| condition | vs | n | correct (program / paper's) | wins / losses | gap [95% CI] | templates ahead | templates behind |\n|---|---|---|---|---|---|---|---|"
+    );
+    for h in rows {
+        let _ = writeln!(
+            md,
+            "| `{}` | `{}` | {} | {} / {} | {} / {} | {:+.1} [{:+.1}, {:+.1}] | {} | {} |",
+            h.condition,
+            h.reference,
+            h.n,
+            h.correct,
+            h.reference_correct,
+            h.wins,
+            h.losses,
+            100.0 * h.gap,
+            100.0 * h.gap_lo,
+            100.0 * h.gap_hi,
+            template_list(&h.templates_ahead),
+            template_list(&h.templates_behind)
+        );
+    }
+    let _ = writeln!(md);
+}
+
 /// Mean paired difference of correctness between two conditions over the problems both
 /// answered: `(mean, lo, hi, n)` with a 95% normal interval.
 pub fn paired_gap(records: &[Record], a: &str, b: &str) -> Option<(f64, f64, f64, usize)> {
-    let of = |c: &str| -> BTreeMap<&str, bool> {
-        records
-            .iter()
-            .filter(|r| r.condition == c)
-            .map(|r| (r.problem_id.as_str(), r.correct))
-            .collect()
-    };
-    let (ma, mb) = (of(a), of(b));
-    let diffs: Vec<f64> = ma
-        .iter()
-        .filter_map(|(id, x)| {
-            mb.get(id)
-                .map(|y| f64::from(u8::from(*x)) - f64::from(u8::from(*y)))
-        })
-        .collect();
-    if diffs.is_empty() {
-        return None;
-    }
-    let n = diffs.len() as f64;
-    let m = diffs.iter().sum::<f64>() / n;
-    let var = if diffs.len() > 1 {
-        diffs.iter().map(|d| (d - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    let half = metrics::Z95 * (var / n).sqrt();
-    Some((m, m - half, m + half, diffs.len()))
+    metrics::head_to_head(records, a, b).map(|h| (h.gap, h.gap_lo, h.gap_hi, h.n))
 }

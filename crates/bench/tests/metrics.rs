@@ -3,8 +3,8 @@
 //! predictability quantile bins.
 
 use sleeptime_bench::metrics::{
-    amortised, cost_to_reach, iso_accuracy, majority_answer, pareto, pass_and_vote, percentile,
-    predictability_bins, summarize, wilson, Z95,
+    amortised, cost_to_reach, head_to_head, iso_accuracy, majority_answer, pareto, pass_and_vote,
+    percentile, predictability_bins, summarize, wilson, Z95,
 };
 use sleeptime_bench::record::{Record, SleepRecord};
 use sleeptime_bench::spec::{Budget, Condition, Layout, ProgramKind, Sleeper};
@@ -365,4 +365,52 @@ fn summaries_report_accuracy_tokens_latency_and_recall() {
         (Some(0.5), Some(1.0), Some(0.5))
     );
     assert_eq!(s.series, "rethink/k1/full");
+}
+
+#[test]
+fn head_to_head_pairs_by_question_and_names_the_templates_each_side_wins() {
+    let aided = Condition::Sleep {
+        sleeper: Sleeper {
+            program: ProgramKind::Aided,
+            k: 1,
+        },
+        layout: Layout::Full,
+        budget: Budget::level(0),
+        cold: false,
+    };
+    let rethink = sleep_condition("v0");
+    // (question, template, aided right, rethink right); q5 only rethink answered.
+    let outcomes = [
+        ("q1", "1", true, false),
+        ("q2", "1", true, false),
+        ("q3", "2", false, true),
+        ("q4", "3", true, true),
+        ("q6", "3", false, false),
+    ];
+    let mut records = Vec::new();
+    for (q, t, a, r) in outcomes {
+        for (condition, correct) in [(&aided, a), (&rethink, r)] {
+            let mut rec = record(q, q, 0, condition.clone(), correct, 8);
+            rec.template_id = Some(t.into());
+            records.push(rec);
+        }
+    }
+    records.push(record("q5", "q5", 0, rethink.clone(), true, 8));
+
+    let h = head_to_head(&records, "aided/k1/full/v0", "rethink/k1/full/v0").expect("pairs");
+    assert_eq!(h.n, 5, "q5 has no aided answer");
+    assert_eq!((h.correct, h.reference_correct), (3, 2));
+    assert_eq!((h.wins, h.losses), (2, 1));
+    // Differences 1, 1, -1, 0, 0: mean 0.2, sample variance 0.7.
+    assert!(close(h.gap, 0.2, 1e-12));
+    let half = Z95 * (0.7_f64 / 5.0).sqrt();
+    assert!(close(h.gap_lo, 0.2 - half, 1e-12) && close(h.gap_hi, 0.2 + half, 1e-12));
+    assert_eq!(h.templates_ahead, ["1"]);
+    assert_eq!(h.templates_behind, ["2"]);
+
+    // The other way round the same pairs read as losses.
+    let back = head_to_head(&records, "rethink/k1/full/v0", "aided/k1/full/v0").expect("pairs");
+    assert_eq!((back.wins, back.losses), (1, 2));
+    assert!(close(back.gap, -0.2, 1e-12));
+    assert!(head_to_head(&records, "aided/k1/full/v0", "baseline/v0").is_none());
 }

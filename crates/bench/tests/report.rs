@@ -364,6 +364,47 @@ fn report_of_a_realistic_synthetic_run() {
     assert!(summary["iso"]
         .as_array()
         .is_some_and(|rows| rows.iter().any(|r| r["series"] == "aided/k1/formula")));
+
+    // The aided program meets the paper's program at each of the 7 budgets, paired by
+    // question; the formula over c' is not a layout of c' + c + q and is left out.
+    let rows = summary["head_to_head"].as_array().expect("head_to_head");
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    for row in rows {
+        let condition = row["condition"].as_str().expect("condition");
+        let budget = condition
+            .strip_prefix("aided/k1/full/")
+            .expect("aided full");
+        assert_eq!(row["reference"], format!("rethink/k1/full/{budget}"));
+    }
+    let outcome = |condition: &str| -> std::collections::BTreeMap<&str, bool> {
+        records
+            .iter()
+            .filter(|r| r.condition == condition)
+            .map(|r| (r.problem_id.as_str(), r.correct))
+            .collect()
+    };
+    let (aided, rethink) = (outcome("aided/k1/full/v0"), outcome("rethink/k1/full/v0"));
+    let wins = aided.iter().filter(|(q, a)| **a && !rethink[*q]).count();
+    let losses = aided.iter().filter(|(q, a)| !**a && rethink[*q]).count();
+    assert!(
+        wins > losses,
+        "the synthetic aided program is the stronger one"
+    );
+    let v0 = &rows[0];
+    assert_eq!(v0["condition"], "aided/k1/full/v0");
+    assert_eq!(
+        (v0["wins"].as_u64(), v0["losses"].as_u64()),
+        (Some(wins as u64), Some(losses as u64))
+    );
+    assert!(
+        md.contains(&format!(
+            "| `aided/k1/full/v0` | `rethink/k1/full/v0` | 200 | {} / {} | {wins} / {losses} |",
+            aided.values().filter(|c| **c).count(),
+            rethink.values().filter(|c| **c).count()
+        )),
+        "{md}"
+    );
+    assert!(md.contains("## Each program against the paper's program"));
 }
 
 #[test]
