@@ -691,6 +691,10 @@ pub struct HeadToHead {
     pub n: usize,
     pub correct: usize,
     pub reference_correct: usize,
+    /// Mean test-time completion tokens per question on each side: a gain bought with a
+    /// fallback to full reasoning shows here.
+    pub tokens: f64,
+    pub reference_tokens: f64,
     /// Questions only `condition` got right / only `reference` got right.
     pub wins: usize,
     pub losses: usize,
@@ -752,6 +756,16 @@ pub fn head_to_head(records: &[Record], condition: &str, reference: &str) -> Opt
         n,
         correct: pairs.iter().filter(|(a, _)| a.correct).count(),
         reference_correct: pairs.iter().filter(|(_, b)| b.correct).count(),
+        tokens: pairs
+            .iter()
+            .map(|(a, _)| a.usage.completion_tokens as f64)
+            .sum::<f64>()
+            / n as f64,
+        reference_tokens: pairs
+            .iter()
+            .map(|(_, b)| b.usage.completion_tokens as f64)
+            .sum::<f64>()
+            / n as f64,
         wins: pairs
             .iter()
             .filter(|(a, b)| a.correct && !b.correct)

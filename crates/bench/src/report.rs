@@ -1852,17 +1852,19 @@ where the program got more (ahead) or fewer (behind) of the template's questions
     );
     let _ = writeln!(
         md,
-        "| condition | vs | n | correct (program / paper's) | wins / losses | gap [95% CI] | templates ahead | templates behind |\n|---|---|---|---|---|---|---|---|"
+        "| condition | vs | n | correct (program / paper's) | test-time tokens (program / paper's) | wins / losses | gap [95% CI] | templates ahead | templates behind |\n|---|---|---|---|---|---|---|---|---|"
     );
     for h in rows {
         let _ = writeln!(
             md,
-            "| `{}` | `{}` | {} | {} / {} | {} / {} | {:+.1} [{:+.1}, {:+.1}] | {} | {} |",
+            "| `{}` | `{}` | {} | {} / {} | {} / {} | {} / {} | {:+.1} [{:+.1}, {:+.1}] | {} | {} |",
             h.condition,
             h.reference,
             h.n,
             h.correct,
             h.reference_correct,
+            num(h.tokens, 1),
+            num(h.reference_tokens, 1),
             h.wins,
             h.losses,
             100.0 * h.gap,

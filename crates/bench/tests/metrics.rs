@@ -401,6 +401,7 @@ fn head_to_head_pairs_by_question_and_names_the_templates_each_side_wins() {
     assert_eq!(h.n, 5, "q5 has no aided answer");
     assert_eq!((h.correct, h.reference_correct), (3, 2));
     assert_eq!((h.wins, h.losses), (2, 1));
+    assert!(close(h.tokens, 8.0, 1e-12) && close(h.reference_tokens, 8.0, 1e-12));
     // Differences 1, 1, -1, 0, 0: mean 0.2, sample variance 0.7.
     assert!(close(h.gap, 0.2, 1e-12));
     let half = Z95 * (0.7_f64 / 5.0).sqrt();

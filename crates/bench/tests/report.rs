@@ -383,6 +383,17 @@ fn report_of_a_realistic_synthetic_run() {
             .map(|r| (r.problem_id.as_str(), r.correct))
             .collect()
     };
+    let mean_tokens = |condition: &str| {
+        let tokens: Vec<u64> = records
+            .iter()
+            .filter(|r| r.condition == condition)
+            .map(|r| r.usage.completion_tokens)
+            .collect();
+        format!(
+            "{:.1}",
+            tokens.iter().sum::<u64>() as f64 / tokens.len() as f64
+        )
+    };
     let (aided, rethink) = (outcome("aided/k1/full/v0"), outcome("rethink/k1/full/v0"));
     let wins = aided.iter().filter(|(q, a)| **a && !rethink[*q]).count();
     let losses = aided.iter().filter(|(q, a)| !**a && rethink[*q]).count();
@@ -398,9 +409,11 @@ fn report_of_a_realistic_synthetic_run() {
     );
     assert!(
         md.contains(&format!(
-            "| `aided/k1/full/v0` | `rethink/k1/full/v0` | 200 | {} / {} | {wins} / {losses} |",
+            "| `aided/k1/full/v0` | `rethink/k1/full/v0` | 200 | {} / {} | {} / {} | {wins} / {losses} |",
             aided.values().filter(|c| **c).count(),
-            rethink.values().filter(|c| **c).count()
+            rethink.values().filter(|c| **c).count(),
+            mean_tokens("aided/k1/full/v0"),
+            mean_tokens("rethink/k1/full/v0"),
         )),
         "{md}"
     );
