@@ -635,17 +635,7 @@ pub fn predictability_bins(
             let m = chunk.len() as f64;
             let sa = chunk.iter().filter(|r| r.1).count() as f64 / m;
             let ba = chunk.iter().filter(|r| r.2).count() as f64 / m;
-            let diffs: Vec<f64> = chunk
-                .iter()
-                .map(|r| f64::from(u8::from(r.1)) - f64::from(u8::from(r.2)))
-                .collect();
-            let d = sa - ba;
-            let var = if chunk.len() > 1 {
-                diffs.iter().map(|x| (x - d).powi(2)).sum::<f64>() / (m - 1.0)
-            } else {
-                0.0
-            };
-            let half = Z95 * (var / m).sqrt();
+            let (d, half) = paired_difference(chunk.iter().map(|r| (r.1, r.2)));
             Some(Bin {
                 index: i,
                 lo: chunk[0].0,
@@ -679,6 +669,22 @@ pub fn by_template(
         row[i].1 += 1;
     }
     out
+}
+
+/// Mean difference of paired correctness (first minus second) and the half-width of its 95%
+/// normal interval (0 for fewer than two pairs); `(NaN, NaN)` for none.
+fn paired_difference(pairs: impl Iterator<Item = (bool, bool)>) -> (f64, f64) {
+    let diffs: Vec<f64> = pairs
+        .map(|(a, b)| f64::from(u8::from(a)) - f64::from(u8::from(b)))
+        .collect();
+    let n = diffs.len() as f64;
+    let mean = diffs.iter().sum::<f64>() / n;
+    let var = if diffs.len() > 1 {
+        diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, Z95 * (var / n).sqrt())
 }
 
 /// One condition against a reference condition over the questions both answered: issue 5's
@@ -725,17 +731,7 @@ pub fn head_to_head(records: &[Record], condition: &str, reference: &str) -> Opt
         return None;
     }
     let n = pairs.len();
-    let diffs: Vec<f64> = pairs
-        .iter()
-        .map(|(a, b)| f64::from(u8::from(a.correct)) - f64::from(u8::from(b.correct)))
-        .collect();
-    let gap = diffs.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 {
-        diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0)
-    } else {
-        0.0
-    };
-    let half = Z95 * (var / n as f64).sqrt();
+    let (gap, half) = paired_difference(pairs.iter().map(|(a, b)| (a.correct, b.correct)));
     let mut per_template: BTreeMap<String, i64> = BTreeMap::new();
     for (a, b) in &pairs {
         if let Some(t) = &a.template_id {

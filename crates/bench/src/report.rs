@@ -1504,18 +1504,20 @@ against the reference without it, the paper's baseline, which reads c only when 
     for s in &sleep_names {
         let _ = write!(md, "| {} |", display_series(s));
         for b in &budgets {
-            let cell = paired_gap(records, &format!("{s}/{b}"), &format!("baseline/{b}"))
-                .map_or_else(
-                    || "–".into(),
-                    |(d, lo, hi, n)| {
-                        format!(
-                            "{:+.1} [{:+.1}, {:+.1}] (n={n})",
-                            100.0 * d,
-                            100.0 * lo,
-                            100.0 * hi
-                        )
-                    },
-                );
+            let cell =
+                metrics::head_to_head(records, &format!("{s}/{b}"), &format!("baseline/{b}"))
+                    .map_or_else(
+                        || "–".into(),
+                        |h| {
+                            format!(
+                                "{:+.1} [{:+.1}, {:+.1}] (n={})",
+                                100.0 * h.gap,
+                                100.0 * h.gap_lo,
+                                100.0 * h.gap_hi,
+                                h.n
+                            )
+                        },
+                    );
             let _ = write!(md, " {cell} |");
         }
         let _ = writeln!(md);
@@ -1875,10 +1877,4 @@ where the program got more (ahead) or fewer (behind) of the template's questions
         );
     }
     let _ = writeln!(md);
-}
-
-/// Mean paired difference of correctness between two conditions over the problems both
-/// answered: `(mean, lo, hi, n)` with a 95% normal interval.
-pub fn paired_gap(records: &[Record], a: &str, b: &str) -> Option<(f64, f64, f64, usize)> {
-    metrics::head_to_head(records, a, b).map(|h| (h.gap, h.gap_lo, h.gap_hi, h.n))
 }
