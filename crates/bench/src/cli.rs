@@ -657,6 +657,12 @@ pub fn presets_text() -> String {
             "{:<14} {}\n{:<14} {}\n",
             p.name, p.about, "", p.command
         ));
+        if let Some(folder) = p.committed {
+            out.push_str(&format!(
+                "{:<14} committed: {folder} (narrower conditions; its report.md heads with the exact command)\n",
+                ""
+            ));
+        }
     }
     out
 }

@@ -47,6 +47,29 @@ fn every_required_run_has_a_preset_and_a_documented_command() {
         assert!(RUN_HELP.contains(p.command), "help lacks {}", p.command);
         assert!(presets_text().contains(p.command));
     }
+    // A committed run folder is listed, exists, and its report names the command that made it.
+    let committed: Vec<&str> = PRESETS.iter().filter_map(|p| p.committed).collect();
+    assert!(committed.contains(&"bench/runs/p1-200"), "{committed:?}");
+    for folder in committed {
+        assert!(presets_text().contains(folder), "presets lack {folder}");
+        let report = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(folder)
+                .join("report.md"),
+        )
+        .unwrap_or_else(|e| panic!("{folder}: {e}"));
+        let name = folder.rsplit('/').next().expect("name");
+        let command = report
+            .lines()
+            .find(|l| l.starts_with("| command |"))
+            .unwrap_or_else(|| panic!("{folder}: no command"));
+        assert!(
+            command.contains(&format!("--preset {name}"))
+                || command.contains(&format!("--name {name}")),
+            "{folder}: {command}"
+        );
+    }
     let mut cmd = Cli::command();
     let help = cmd
         .find_subcommand_mut("run")
