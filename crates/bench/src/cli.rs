@@ -657,7 +657,7 @@ pub fn presets_text() -> String {
             "{:<14} {}\n{:<14} {}\n",
             p.name, p.about, "", p.command
         ));
-        if let Some(folder) = p.committed {
+        if let Some(folder) = p.committed_folder() {
             out.push_str(&format!(
                 "{:<14} committed: {folder} (narrower conditions; its report.md heads with the exact command)\n",
                 ""

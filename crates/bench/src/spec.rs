@@ -868,9 +868,17 @@ pub struct Preset {
     /// The command that runs it with every condition the issue asks for (from the
     /// repository root).
     pub command: &'static str,
-    /// The committed run folder of it, if any. On the default model those runs narrow the
-    /// conditions to what 2 CPU cores finish; the exact command heads the folder's report.
-    pub committed: Option<&'static str>,
+    /// Whether a run of it is committed, under [`Preset::committed_folder`]. On the default
+    /// model those runs narrow the conditions to what 2 CPU cores finish; the exact command
+    /// heads the folder's report.
+    pub committed: bool,
+}
+
+impl Preset {
+    /// The committed run folder (from the repository root): runs are named after their preset.
+    pub fn committed_folder(&self) -> Option<String> {
+        self.committed.then(|| format!("bench/runs/{}", self.name))
+    }
 }
 
 /// The runs issue 3 asks to commit.
@@ -880,39 +888,39 @@ pub const PRESETS: &[Preset] = &[
         about:
             "200 generated Stateful GSM-Symbolic base problems (GSM8K difficulty), all conditions",
         command: "sleeptime bench run --preset symbolic-200",
-        committed: Some("bench/runs/symbolic-200"),
+        committed: true,
     },
     Preset {
         name: "p1-200",
         about: "200 generated Stateful GSM-Symbolic P1 problems, all conditions",
         command: "sleeptime bench run --preset p1-200",
-        committed: Some("bench/runs/p1-200"),
+        committed: true,
     },
     Preset {
         name: "p2-200",
         about:
             "200 released Stateful GSM-Symbolic P2 rows sampled across all 50 templates (seed 0)",
         command: "sleeptime bench run --preset p2-200",
-        committed: Some("bench/runs/p2-200"),
+        committed: true,
     },
     Preset {
         name: "multiquery-50",
         about:
             "Multi-Query on 50 generated P1 contexts: 9 verified extra questions each, amortisation",
         command: "sleeptime bench run --preset multiquery-50",
-        committed: None,
+        committed: false,
     },
     Preset {
         name: "aime2024",
         about: "Stateful AIME 2024 (30 problems), long budgets",
         command: "sleeptime bench run --preset aime2024",
-        committed: Some("bench/runs/aime2024"),
+        committed: true,
     },
     Preset {
         name: "smoke",
         about: "3 generated base problems, every kind of condition at two budgets: checks the wiring (~15 min on CPU)",
         command: "sleeptime bench run --preset smoke",
-        committed: None,
+        committed: false,
     },
 ];
 
