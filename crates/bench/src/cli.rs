@@ -198,7 +198,8 @@ pub struct RunArgs {
     /// The call cache and other dataset-derived text (keep it out of git).
     #[arg(long, default_value = "bench/cache")]
     pub cache_dir: PathBuf,
-    /// The shared data folder (default: $SLEEPTIME_DATA_DIR or ../shared/data).
+    /// The shared data folder (default: $SLEEPTIME_DATA_DIR, else shared/data beside the
+    /// checkout the binary was built from, else ../shared/data from the current directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Contexts processed at once (an embedded model serialises its calls anyway).

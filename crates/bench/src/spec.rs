@@ -412,6 +412,17 @@ impl DatasetSpec {
     /// Load the problems from `data_dir` (the shared data folder). Everything derived from
     /// GSM-Symbolic is built here in memory and never written out.
     pub fn load(&self, data_dir: &Path) -> crate::Result<Dataset> {
+        if !matches!(self, DatasetSpec::Jsonl { .. }) && !data_dir.is_dir() {
+            return Err(BenchError::new(
+                BenchErrorKind::Dataset,
+                format!(
+                    "the benchmark data folder {} does not exist: pass --data-dir DIR or set {} \
+                     (a checkout expects it at ../shared/data, beside the checkout)",
+                    data_dir.display(),
+                    datasets::DATA_DIR_ENV
+                ),
+            ));
+        }
         let gsm = data_dir.join("gsm_symbolic");
         let dataset = match self {
             DatasetSpec::P2 {

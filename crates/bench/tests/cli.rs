@@ -301,3 +301,20 @@ fn shared_data_presets_load() {
         assert_eq!(ids.len(), want, "{name}: ids are unique");
     }
 }
+
+#[test]
+fn a_missing_data_folder_says_how_to_point_at_one() {
+    let missing = std::env::temp_dir().join("sleeptime-no-such-data-folder");
+    for set in ["symbolic", "p2-release", "aime2024", "gsm8k"] {
+        let (spec, _, _) = build_spec(&parse(&["--set", set, "--n", "3"])).expect("spec");
+        let err = spec.dataset.load(&missing).expect_err("no data there");
+        assert_eq!(err.kind(), BenchErrorKind::Dataset, "{set}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&missing.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("--data-dir"), "{message}");
+        assert!(message.contains("SLEEPTIME_DATA_DIR"), "{message}");
+    }
+}

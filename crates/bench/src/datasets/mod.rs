@@ -33,18 +33,24 @@ pub use symbolic::Split;
 /// Environment variable that overrides where the shared data folder is.
 pub const DATA_DIR_ENV: &str = "SLEEPTIME_DATA_DIR";
 
-/// Where the benchmark data lives: `$SLEEPTIME_DATA_DIR` if set, else
-/// `<workspace root>/../shared/data`.
+/// Where the benchmark data lives: `$SLEEPTIME_DATA_DIR` if set; else `shared/data` beside
+/// the checkout this binary was built from, if it is there; else `../shared/data` from the
+/// current directory (a binary copied or installed elsewhere, run from a checkout).
 pub fn data_dir() -> PathBuf {
     resolve_data_dir(std::env::var_os(DATA_DIR_ENV))
 }
 
 /// [`data_dir`] with the environment value passed in.
 pub fn resolve_data_dir(env_value: Option<std::ffi::OsString>) -> PathBuf {
-    match env_value {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+    if let Some(dir) = env_value.filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
     }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let beside_cwd = PathBuf::from("../shared/data");
+    if !built.is_dir() && beside_cwd.is_dir() {
+        return beside_cwd;
+    }
+    built
 }
 
 /// Which benchmark a problem comes from.
