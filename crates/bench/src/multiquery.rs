@@ -24,8 +24,9 @@ use crate::spec::{Budget, MultiQuerySpec};
 /// Bumped when the generation prompt or parsing changes; part of the cache key, so sets
 /// generated with an older prompt are not reused. 2: the prompt quotes the GSM-Symbolic
 /// template when the problem has one. 3: `#### N` lines that count the pairs are read as
-/// numbering, and near-duplicate questions are dropped.
-pub const GENERATION_VERSION: u32 = 3;
+/// numbering, and near-duplicate questions are dropped. 4: two such lines are enough (a
+/// reply whose other pairs lack a mark was read as answered `#### 11`, `#### 12`).
+pub const GENERATION_VERSION: u32 = 4;
 
 /// The label of the template block in the generation prompt.
 pub const TEMPLATE_LABEL: &str = "Template of the situation (names and numbers vary):";
@@ -135,11 +136,11 @@ pub fn parse_pairs(text: &str) -> Vec<(String, f64)> {
 
 /// Whether a reply's `#### N` lines number its pairs rather than answer them: a small
 /// generator writes `#### 11`, `#### 12`, `#### 13`, … under answers stated in the text
-/// ("A: 156 inches."). Read so when at least three consecutive integers follow each other
-/// and most of those pairs' texts end on another number. Pairs are `(question, mark,
-/// stated)`.
+/// ("A: 156 inches."). Read so when the marks are consecutive integers (two or more) and
+/// most of those pairs' texts end on another number — with two pairs, both. Pairs are
+/// `(question, mark, stated)`.
 fn marks_count_the_pairs(pairs: &[(String, f64, Option<f64>)]) -> bool {
-    if pairs.len() < 3 {
+    if pairs.len() < 2 {
         return false;
     }
     let counting = pairs.windows(2).all(|w| {

@@ -446,6 +446,18 @@ Q: How many apples are left after Ann gives away 2?\nA: 10 apples.\n#### 14\n";
             ),
         ]
     );
+    // Two numbered pairs are enough when both texts state other answers (the third pair
+    // of this reply has no mark and is dropped).
+    let text = "Q: How long are the two remoras together?\nA: 156 inches.\n#### 11\n\
+Q: What percentage of the dolphin's length is that?\nA: 10%.\n#### 12\n\
+Q: If the dolphin were longer, how long would the remoras be?\nA: 278 inches * 2 = 556 inches.\n";
+    let values: Vec<f64> = parse_pairs(text).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![156.0, 10.0]);
+    // Two consecutive marks are answers when one of the texts agrees with its mark.
+    let text = "Q: How many cats are there?\nA: 1 + 1 = 2\n#### 2\n\
+Q: How many dogs are there?\nA: 4 dogs.\n#### 3\n";
+    let values: Vec<f64> = parse_pairs(text).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![2.0, 3.0]);
     // Consecutive marks that agree with the text are answers (2, 3, 4 here).
     let text = "Q: How many cats are there?\nA: 1 + 1 = 2\n#### 2\n\
 Q: How many dogs are there?\nA: 1 + 2 = 3\n#### 3\nQ: How many birds are there?\nA: 2 + 2 = 4\n#### 4\n";
