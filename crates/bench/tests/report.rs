@@ -9,7 +9,9 @@ use std::path::Path;
 use sleeptime_bench::record::{self, write_manifest, Manifest, Record, ResultsWriter, SleepRecord};
 use sleeptime_bench::report::{write_report, ReportFiles, ReportOptions};
 use sleeptime_bench::runner::run;
-use sleeptime_bench::spec::{preset, Budget, Condition, Layout, ProgramKind, Sleeper};
+use sleeptime_bench::spec::{
+    preset, Budget, Condition, Layout, MultiQuerySpec, ProgramKind, Sleeper,
+};
 use sleeptime_model::Usage;
 
 fn check_figure(path: &Path) {
@@ -241,12 +243,23 @@ fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
 /// As [`report_synthetic`]; with `listed`, the manifest lists the problems and conditions the
 /// records hold, as a real run's does.
 fn report_synthetic_listed(run_dir: &Path, records: &[Record], listed: bool) -> ReportFiles {
+    report_synthetic_with(run_dir, records, listed, None)
+}
+
+/// As [`report_synthetic_listed`], as a Multi-Query run when `multi_query` is given.
+fn report_synthetic_with(
+    run_dir: &Path,
+    records: &[Record],
+    listed: bool,
+    multi_query: Option<MultiQuerySpec>,
+) -> ReportFiles {
     std::fs::create_dir_all(run_dir).expect("mkdir");
     let _ = std::fs::remove_file(run_dir.join(record::RESULTS));
     let mut spec = preset("symbolic-200").expect("preset");
     spec.ks = vec![1, 5];
     spec.programs
         .retain(|p| p.program == ProgramKind::Rethink || p.program == ProgramKind::Aided);
+    spec.multi_query = multi_query;
     let mut writer = ResultsWriter::open(run_dir).expect("writer");
     for r in records {
         writer.write(r).expect("write");
@@ -467,6 +480,85 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
     assert_eq!(
         vs_one["detail"], "no sleep-time series answers at least 5 questions correctly at v0",
         "{vs_one}"
+    );
+}
+
+/// A Multi-Query run whose generator kept a second question on some contexts only: the
+/// amortisation is read at N = 2 on those contexts, and the report says on how many; with
+/// fewer than ten such contexts it is not measurable.
+#[test]
+fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
+    let with_second_question = |records: &[Record], contexts: usize| -> Vec<Record> {
+        let mut out = records.to_vec();
+        for r in records {
+            let index: usize = r
+                .context_id
+                .rsplit('/')
+                .next()
+                .and_then(|t| t.split('-').next())
+                .and_then(|i| i.parse().ok())
+                .expect("synthetic id");
+            if index < contexts && r.spec.answers() {
+                let mut q = r.clone();
+                q.problem_id = format!("{}/q1", r.problem_id);
+                q.question_index = 1;
+                // The second question shares the context's sleep-time run.
+                out.push(q);
+            }
+        }
+        out
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = synthetic_records(40);
+
+    let records = with_second_question(&base, 12);
+    let files = report_synthetic_with(
+        &tmp.path().join("mq12"),
+        &records,
+        false,
+        Some(MultiQuerySpec::default()),
+    );
+    let summary = summary_of(&files);
+    assert_eq!(summary["amortised_measured"], true);
+    for name in [
+        "Amortised cost per query at 2 queries per context vs test-time only",
+        "Amortised cost per query at 2 vs 1 query per context",
+    ] {
+        let t = target(&summary, name);
+        let detail = t["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("on the 12 of 40 contexts with at least 2 questions"),
+            "{t}"
+        );
+        assert!(!detail.contains("not measurable"), "{t}");
+    }
+    // Read on those 12 contexts: sharing c' between two questions halves its cost per query.
+    let vs_one = target(
+        &summary,
+        "Amortised cost per query at 2 vs 1 query per context",
+    );
+    assert!(
+        vs_one["value"].as_f64().is_some_and(|v| v > 1.0),
+        "{vs_one}"
+    );
+
+    let records = with_second_question(&base, 5);
+    let files = report_synthetic_with(
+        &tmp.path().join("mq5"),
+        &records,
+        false,
+        Some(MultiQuerySpec::default()),
+    );
+    let summary = summary_of(&files);
+    let t = target(
+        &summary,
+        "Amortised cost per query at 10 vs 1 query per context",
+    );
+    assert!(
+        t["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not measurable")),
+        "{t}"
     );
 }
 
