@@ -95,6 +95,9 @@ pub struct Summary {
     pub iso: Vec<IsoRow>,
     pub amortised: Vec<metrics::AmortPoint>,
     pub amortised_measured: bool,
+    /// A Multi-Query run where only some contexts reached N queries: the amortisation on
+    /// those contexts, where the targets are read.
+    pub amortised_subset: Option<AmortSubset>,
     pub pass_at_k: Vec<metrics::KPoint>,
     pub majority_vote: Vec<metrics::KPoint>,
     pub predictability: BTreeMap<String, Vec<metrics::Bin>>,
@@ -378,6 +381,7 @@ fn build(
         iso: iso.clone(),
         amortised: amortised.clone(),
         amortised_measured: measured,
+        amortised_subset: subset.clone(),
         pass_at_k: pass.clone(),
         majority_vote: vote.clone(),
         predictability: predictability.clone(),
@@ -673,12 +677,14 @@ pub fn projected_amortised(
 /// Where a Multi-Query run's generator left some contexts with their original question
 /// only, the amortisation read on the contexts that reached N queries: the largest N ≥ 2
 /// that at least [`MIN_CONTEXTS_FOR_SUBSET`] contexts reach (none: no such N).
-#[derive(Debug, Clone)]
-struct AmortSubset {
-    n: usize,
-    contexts: usize,
-    of: usize,
-    points: Vec<metrics::AmortPoint>,
+#[derive(Debug, Clone, Serialize)]
+pub struct AmortSubset {
+    /// Queries per context read.
+    pub n: usize,
+    /// Contexts with at least `n` questions, of all.
+    pub contexts: usize,
+    pub of: usize,
+    pub points: Vec<metrics::AmortPoint>,
 }
 
 /// Fewest contexts an amortisation reading on a subset rests on.
@@ -1822,6 +1828,30 @@ bound to a number of the question."
         md,
         "\n(Rows at the lowest budget, {lowest}; every budget is in `summary.json`.)\n"
     );
+    if let Some(sub) = &summary.amortised_subset {
+        let _ = writeln!(
+            md,
+            "On the {} of {} contexts with at least {} questions, where the targets are read (a context with fewer shares its sleep-time cost over fewer queries):\n",
+            sub.contexts, sub.of, sub.n
+        );
+        let _ = writeln!(md, "| condition | N | accuracy | cost / query | with input tokens |\n|---|---|---|---|---|");
+        for a in sub
+            .points
+            .iter()
+            .filter(|a| a.condition.ends_with(&format!("/{lowest}")) || a.condition == "pal")
+        {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} |",
+                a.condition,
+                a.n,
+                pct(a.accuracy),
+                num(a.cost, 1),
+                num(a.cost_with_input, 1)
+            );
+        }
+        md.push('\n');
+    }
 
     let _ = writeln!(md, "## Predictability (paper Fig. 10)\n");
     if summary.predictability.is_empty() {

@@ -532,6 +532,14 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
         );
         assert!(!detail.contains("not measurable"), "{t}");
     }
+    let md = std::fs::read_to_string(&files.markdown).expect("md");
+    assert!(
+        md.contains(
+            "On the 12 of 40 contexts with at least 2 questions, where the targets are read"
+        ),
+        "{md}"
+    );
+    assert_eq!(summary["amortised_subset"]["contexts"], 12);
     // Read on those 12 contexts: sharing c' between two questions halves its cost per query.
     let vs_one = target(
         &summary,
@@ -550,6 +558,7 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
         Some(MultiQuerySpec::default()),
     );
     let summary = summary_of(&files);
+    assert!(summary["amortised_subset"].is_null());
     let t = target(
         &summary,
         "Amortised cost per query at 10 vs 1 query per context",
