@@ -1803,27 +1803,12 @@ bound to a number of the question."
             "amortisation",
         );
     }
-    let _ = writeln!(md, "| condition | N | contexts with ≥ N questions | accuracy | cost / query | with input tokens |\n|---|---|---|---|---|---|");
-    for a in summary
-        .amortised
-        .iter()
-        .filter(|a| a.condition.ends_with(&format!("/{lowest}")) || a.condition == "pal")
-    {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            a.condition,
-            a.n,
-            if summary.amortised_measured {
-                format!("{}/{}", a.full_contexts, a.contexts)
-            } else {
-                "–".into()
-            },
-            pct(a.accuracy),
-            num(a.cost, 1),
-            num(a.cost_with_input, 1)
-        );
-    }
+    amortisation_table(
+        &mut md,
+        &summary.amortised,
+        lowest,
+        summary.amortised_measured,
+    );
     let _ = writeln!(
         md,
         "\n(Rows at the lowest budget, {lowest}; every budget is in `summary.json`.)\n"
@@ -1834,22 +1819,7 @@ bound to a number of the question."
             "On the {} of {} contexts with at least {} questions, where the targets are read (a context with fewer shares its sleep-time cost over fewer queries):\n",
             sub.contexts, sub.of, sub.n
         );
-        let _ = writeln!(md, "| condition | N | accuracy | cost / query | with input tokens |\n|---|---|---|---|---|");
-        for a in sub
-            .points
-            .iter()
-            .filter(|a| a.condition.ends_with(&format!("/{lowest}")) || a.condition == "pal")
-        {
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {} | {} | {} |",
-                a.condition,
-                a.n,
-                pct(a.accuracy),
-                num(a.cost, 1),
-                num(a.cost_with_input, 1)
-            );
-        }
+        amortisation_table(&mut md, &sub.points, lowest, true);
         md.push('\n');
     }
 
@@ -1932,6 +1902,35 @@ bound to a number of the question."
         let _ = writeln!(md, "No template ids in this dataset.\n");
     }
     md
+}
+
+/// The amortisation rows at the lowest budget (and program-aided reasoning).
+fn amortisation_table(
+    md: &mut String,
+    points: &[metrics::AmortPoint],
+    lowest: &str,
+    measured: bool,
+) {
+    let _ = writeln!(md, "| condition | N | contexts with ≥ N questions | accuracy | cost / query | with input tokens |\n|---|---|---|---|---|---|");
+    for a in points
+        .iter()
+        .filter(|a| a.condition.ends_with(&format!("/{lowest}")) || a.condition == "pal")
+    {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            a.condition,
+            a.n,
+            if measured {
+                format!("{}/{}", a.full_contexts, a.contexts)
+            } else {
+                "–".into()
+            },
+            pct(a.accuracy),
+            num(a.cost, 1),
+            num(a.cost_with_input, 1)
+        );
+    }
 }
 
 /// Templates as a short list: numeric order, at most `MAX` named.

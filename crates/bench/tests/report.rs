@@ -236,6 +236,16 @@ fn synthetic_records(n: usize) -> Vec<Record> {
 }
 
 /// Writes `records` as a finished run in `run_dir` and reports it.
+/// The context number of a synthetic record (`gen-symbolic-s0/7-0` is context 7).
+fn context_index(r: &Record) -> usize {
+    r.context_id
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .expect("synthetic context id")
+}
+
 fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
     report_synthetic_listed(run_dir, records, false)
 }
@@ -491,14 +501,7 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
     let with_second_question = |records: &[Record], contexts: usize| -> Vec<Record> {
         let mut out = records.to_vec();
         for r in records {
-            let index: usize = r
-                .context_id
-                .rsplit('/')
-                .next()
-                .and_then(|t| t.split('-').next())
-                .and_then(|i| i.parse().ok())
-                .expect("synthetic id");
-            if index < contexts && r.spec.answers() {
+            if context_index(r) < contexts && r.spec.answers() {
                 let mut q = r.clone();
                 q.problem_id = format!("{}/q1", r.problem_id);
                 q.question_index = 1;
@@ -510,14 +513,17 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = synthetic_records(40);
+    // The report of a Multi-Query run where `contexts` of the 40 have a second question.
+    let report = |contexts: usize| {
+        report_synthetic_with(
+            &tmp.path().join(format!("mq{contexts}")),
+            &with_second_question(&base, contexts),
+            false,
+            Some(MultiQuerySpec::default()),
+        )
+    };
 
-    let records = with_second_question(&base, 12);
-    let files = report_synthetic_with(
-        &tmp.path().join("mq12"),
-        &records,
-        false,
-        Some(MultiQuerySpec::default()),
-    );
+    let files = report(12);
     let summary = summary_of(&files);
     assert_eq!(summary["amortised_measured"], true);
     for name in [
@@ -550,14 +556,7 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
         "{vs_one}"
     );
 
-    let records = with_second_question(&base, 5);
-    let files = report_synthetic_with(
-        &tmp.path().join("mq5"),
-        &records,
-        false,
-        Some(MultiQuerySpec::default()),
-    );
-    let summary = summary_of(&files);
+    let summary = summary_of(&report(5));
     assert!(summary["amortised_subset"].is_null());
     let t = target(
         &summary,
@@ -576,14 +575,7 @@ fn ratios_resting_on_a_few_correct_answers_are_shown_but_not_judged() {
     // P2 on a small model: sleep-time gets 3 of 40 questions right, so every ratio is read at
     // 7.5% accuracy or below, three answers, and says nothing about sleep-time compute.
     let mut records = synthetic_records(40);
-    let index = |r: &Record| -> usize {
-        r.context_id
-            .rsplit('/')
-            .next()
-            .and_then(|t| t.split('-').next())
-            .and_then(|n| n.parse().ok())
-            .expect("context index")
-    };
+    let index = context_index;
     for r in &mut records {
         if r.sleep.is_some() {
             r.correct = index(r) < 3;
@@ -630,13 +622,7 @@ fn a_run_resumed_across_program_versions_or_with_dropped_steps_says_so() {
         let Some(sleeper) = r.spec.sleeper() else {
             continue;
         };
-        let index: usize = r
-            .context_id
-            .rsplit('/')
-            .next()
-            .and_then(|t| t.split('-').next())
-            .and_then(|n| n.parse().ok())
-            .expect("context index");
+        let index = context_index(r);
         let version = match sleeper.program {
             ProgramKind::Aided if index >= 25 => "aided@v3[repair_rounds=2]",
             ProgramKind::Aided => "aided@v2[repair_rounds=2]",
