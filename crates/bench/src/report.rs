@@ -805,35 +805,31 @@ fn targets(
     };
     // `None`: a measured run where no N > 1 reaches every context.
     let n_read = (!measured || n_max >= 2).then_some(n_max);
-    match (n_read, subset) {
-        (None, Some(sub)) => amortisation_targets(
-            &mut out,
-            &sub.points,
-            Reading {
-                n_read: Some(sub.n),
-                n_asked,
-                measured,
-                lowest,
-                questions: sub.n * sub.contexts,
-                scope: format!(
-                    " (on the {} of {} contexts with at least {} questions; the others kept fewer generated questions)",
-                    sub.contexts, sub.of, sub.n
-                ),
-            },
+    // A measured run where some contexts kept fewer questions is read on those that reached N.
+    let (points, n_read, questions, scope) = match (n_read, subset) {
+        (None, Some(sub)) => (
+            sub.points.as_slice(),
+            Some(sub.n),
+            sub.n * sub.contexts,
+            format!(
+                " (on the {} of {} contexts with at least {} questions; the others kept fewer generated questions)",
+                sub.contexts, sub.of, sub.n
+            ),
         ),
-        _ => amortisation_targets(
-            &mut out,
-            amortised,
-            Reading {
-                n_read,
-                n_asked,
-                measured,
-                lowest,
-                questions,
-                scope: String::new(),
-            },
-        ),
-    }
+        _ => (amortised, n_read, questions, String::new()),
+    };
+    amortisation_targets(
+        &mut out,
+        points,
+        Reading {
+            n_read,
+            n_asked,
+            measured,
+            lowest,
+            questions,
+            scope,
+        },
+    );
 
     // Aided vs the paper's program at the lowest budget.
     let acc = |cond: &str| {

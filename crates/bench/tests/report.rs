@@ -235,7 +235,6 @@ fn synthetic_records(n: usize) -> Vec<Record> {
     out
 }
 
-/// Writes `records` as a finished run in `run_dir` and reports it.
 /// The context number of a synthetic record (`gen-symbolic-s0/7-0` is context 7).
 fn context_index(r: &Record) -> usize {
     r.context_id
@@ -246,6 +245,7 @@ fn context_index(r: &Record) -> usize {
         .expect("synthetic context id")
 }
 
+/// Writes `records` as a finished run in `run_dir` and reports it.
 fn report_synthetic(run_dir: &Path, records: &[Record]) -> ReportFiles {
     report_synthetic_listed(run_dir, records, false)
 }
@@ -575,10 +575,9 @@ fn ratios_resting_on_a_few_correct_answers_are_shown_but_not_judged() {
     // P2 on a small model: sleep-time gets 3 of 40 questions right, so every ratio is read at
     // 7.5% accuracy or below, three answers, and says nothing about sleep-time compute.
     let mut records = synthetic_records(40);
-    let index = context_index;
     for r in &mut records {
         if r.sleep.is_some() {
-            r.correct = index(r) < 3;
+            r.correct = context_index(r) < 3;
         }
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -604,7 +603,7 @@ fn ratios_resting_on_a_few_correct_answers_are_shown_but_not_judged() {
     let mut records = synthetic_records(40);
     for r in &mut records {
         if r.sleep.is_some() {
-            r.correct = index(r) < 20;
+            r.correct = context_index(r) < 20;
         }
     }
     let files = report_synthetic(&tmp.path().join("enough"), &records);
