@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec cargo run --release --quiet -p sleeptime -- demo "$@"
+# Not --quiet: the first build compiles llama.cpp (about 10 minutes on 2 cores), and cargo's
+# progress is the only sign of life meanwhile.
+exec cargo run --release -p sleeptime -- demo "$@"

@@ -14,7 +14,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import openai" 2>/dev
   "$VENV/bin/pip" install --quiet openai
 fi
 export SLEEPTIME_TEST_OPENAI_PYTHON="$PWD/$VENV/bin/python"
-cargo run --quiet -p sleeptime -- model pull smollm2-135m
+# Not --quiet: this is the first build (llama.cpp included), and its progress shows.
+cargo run -p sleeptime -- model pull smollm2-135m
 # Formatting is part of the suite; a toolchain without rustfmt skips it rather than failing.
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check

@@ -361,15 +361,16 @@ fn build(
         }
     }
 
-    let subset = if measured {
-        amortisation_subset(records, options)
+    let (measured_n, subset) = if measured {
+        measured_reading(records, options)
     } else {
-        None
+        (None, None)
     };
     let targets = targets(
         &summaries,
         &iso,
         &amortised,
+        measured_n,
         subset.as_ref(),
         measured,
         &lowest,
@@ -690,8 +691,17 @@ pub struct AmortSubset {
 /// Fewest contexts an amortisation reading on a subset rests on.
 const MIN_CONTEXTS_FOR_SUBSET: usize = 10;
 
-fn amortisation_subset(records: &[Record], options: &ReportOptions) -> Option<AmortSubset> {
-    // Questions per context, counted once (the largest number any condition answered).
+/// Where a Multi-Query run's amortisation targets are read, from one count of questions per
+/// context: at the largest N ≥ 2 every context reaches (a context with fewer questions shares
+/// its sleep-time cost over fewer queries, so a larger N would mix in what it claims to
+/// measure); failing that, on the contexts that reach the largest N ≥ 2 at least
+/// [`MIN_CONTEXTS_FOR_SUBSET`] contexts reach. Both `None`: not measurable.
+fn measured_reading(
+    records: &[Record],
+    options: &ReportOptions,
+) -> (Option<usize>, Option<AmortSubset>) {
+    // Questions per context, counted once (every condition answers the same questions:
+    // partial problems are left out).
     let mut per_context: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
     for r in records.iter().filter(|r| r.spec.answers()) {
         per_context
@@ -700,15 +710,23 @@ fn amortisation_subset(records: &[Record], options: &ReportOptions) -> Option<Am
             .insert(r.question_index);
     }
     let count = |n: usize| per_context.values().filter(|q| q.len() >= n).count();
-    if per_context.is_empty() || count(2) == per_context.len() {
-        return None;
+    let largest_n = |enough: usize| {
+        options
+            .ns
+            .iter()
+            .copied()
+            .filter(|&n| n >= 2 && count(n) >= enough)
+            .max()
+    };
+    if per_context.is_empty() {
+        return (None, None);
     }
-    let n = options
-        .ns
-        .iter()
-        .copied()
-        .filter(|&n| n >= 2 && count(n) >= MIN_CONTEXTS_FOR_SUBSET)
-        .max()?;
+    if let Some(n) = largest_n(per_context.len()) {
+        return (Some(n), None);
+    }
+    let Some(n) = largest_n(MIN_CONTEXTS_FOR_SUBSET) else {
+        return (None, None);
+    };
     let keep: BTreeSet<&str> = per_context
         .iter()
         .filter(|(_, q)| q.len() >= n)
@@ -720,18 +738,20 @@ fn amortisation_subset(records: &[Record], options: &ReportOptions) -> Option<Am
         .cloned()
         .collect();
     let ns: Vec<usize> = options.ns.iter().copied().filter(|&m| m <= n).collect();
-    Some(AmortSubset {
+    let sub = AmortSubset {
         n,
         contexts: keep.len(),
         of: per_context.len(),
         points: metrics::amortised(&subset, options.t, options.input_weight, &ns),
-    })
+    };
+    (None, Some(sub))
 }
 
 fn targets(
     summaries: &[ConditionSummary],
     iso: &[IsoRow],
     amortised: &[metrics::AmortPoint],
+    measured_n: Option<usize>,
     subset: Option<&AmortSubset>,
     measured: bool,
     lowest: &str,
@@ -785,29 +805,13 @@ fn targets(
     });
 
     // Amortisation at the largest N: vs the baseline at equal accuracy, and vs N = 1. A
-    // measured (Multi-Query) run is read at the largest N every context reaches: a context
-    // with fewer questions shares its sleep-time cost over fewer queries, so a larger N
-    // would mix in what it claims to measure.
+    // measured (Multi-Query) run is read where `measured_reading` says (`None`: not
+    // measurable); a projected one at the largest N asked for.
     let n_asked = *options.ns.last().unwrap_or(&1);
-    let n_max = if measured {
-        options
-            .ns
-            .iter()
-            .copied()
-            .filter(|&n| {
-                let at: Vec<_> = amortised.iter().filter(|a| a.n == n).collect();
-                !at.is_empty() && at.iter().all(|a| a.full_contexts == a.contexts)
-            })
-            .max()
-            .unwrap_or(1)
-    } else {
-        n_asked
-    };
-    // `None`: a measured run where no N > 1 reaches every context.
-    let n_read = (!measured || n_max >= 2).then_some(n_max);
+    let n_read = if measured { measured_n } else { Some(n_asked) };
     // A measured run where some contexts kept fewer questions is read on those that reached N.
-    let (points, n_read, questions, scope) = match (n_read, subset) {
-        (None, Some(sub)) => (
+    let (points, n_read, questions, scope) = match subset {
+        Some(sub) => (
             sub.points.as_slice(),
             Some(sub.n),
             sub.n * sub.contexts,
@@ -816,7 +820,7 @@ fn targets(
                 sub.contexts, sub.of, sub.n
             ),
         ),
-        _ => (amortised, n_read, questions, String::new()),
+        None => (amortised, n_read, questions, String::new()),
     };
     amortisation_targets(
         &mut out,

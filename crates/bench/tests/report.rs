@@ -495,7 +495,7 @@ fn amortisation_is_not_claimed_for_series_that_answer_nothing() {
 
 /// A Multi-Query run whose generator kept a second question on some contexts only: the
 /// amortisation is read at N = 2 on those contexts, and the report says on how many; with
-/// fewer than ten such contexts it is not measurable.
+/// fewer than ten such contexts it is not measurable; with all of them, on every context.
 #[test]
 fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
     let with_second_question = |records: &[Record], contexts: usize| -> Vec<Record> {
@@ -568,6 +568,17 @@ fn multi_query_amortisation_is_read_on_the_contexts_that_reached_n() {
             .is_some_and(|d| d.starts_with("not measurable")),
         "{t}"
     );
+
+    // Every context has a second question: read at N = 2 on all of them, no subset.
+    let summary = summary_of(&report(40));
+    assert!(summary["amortised_subset"].is_null());
+    let t = target(
+        &summary,
+        "Amortised cost per query at 2 vs 1 query per context",
+    );
+    let detail = t["detail"].as_str().expect("detail");
+    assert!(t["value"].as_f64().is_some_and(|v| v > 1.0), "{t}");
+    assert!(!detail.contains("contexts with at least"), "{t}");
 }
 
 #[test]
