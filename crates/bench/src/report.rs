@@ -361,18 +361,13 @@ fn build(
         }
     }
 
-    let (measured_n, subset) = if measured {
-        measured_reading(records, options)
-    } else {
-        (None, None)
-    };
+    let reading = measured.then(|| measured_reading(records, options));
+    let subset = reading.as_ref().and_then(|r| r.subset.clone());
     let targets = targets(
         &summaries,
         &iso,
         &amortised,
-        measured_n,
-        subset.as_ref(),
-        measured,
+        reading.as_ref(),
         &lowest,
         options,
     );
@@ -688,6 +683,15 @@ pub struct AmortSubset {
     pub points: Vec<metrics::AmortPoint>,
 }
 
+/// Where a Multi-Query run's amortisation targets are read (see [`measured_reading`]).
+#[derive(Debug, Default)]
+struct MeasuredReading {
+    /// The largest N ≥ 2 every context reaches.
+    every_context: Option<usize>,
+    /// Failing that, the contexts that reached a smaller N.
+    subset: Option<AmortSubset>,
+}
+
 /// Fewest contexts an amortisation reading on a subset rests on.
 const MIN_CONTEXTS_FOR_SUBSET: usize = 10;
 
@@ -696,10 +700,7 @@ const MIN_CONTEXTS_FOR_SUBSET: usize = 10;
 /// its sleep-time cost over fewer queries, so a larger N would mix in what it claims to
 /// measure); failing that, on the contexts that reach the largest N ≥ 2 at least
 /// [`MIN_CONTEXTS_FOR_SUBSET`] contexts reach. Both `None`: not measurable.
-fn measured_reading(
-    records: &[Record],
-    options: &ReportOptions,
-) -> (Option<usize>, Option<AmortSubset>) {
+fn measured_reading(records: &[Record], options: &ReportOptions) -> MeasuredReading {
     // Questions per context, counted once (every condition answers the same questions:
     // partial problems are left out).
     let mut per_context: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
@@ -719,13 +720,16 @@ fn measured_reading(
             .max()
     };
     if per_context.is_empty() {
-        return (None, None);
+        return MeasuredReading::default();
     }
     if let Some(n) = largest_n(per_context.len()) {
-        return (Some(n), None);
+        return MeasuredReading {
+            every_context: Some(n),
+            subset: None,
+        };
     }
     let Some(n) = largest_n(MIN_CONTEXTS_FOR_SUBSET) else {
-        return (None, None);
+        return MeasuredReading::default();
     };
     let keep: BTreeSet<&str> = per_context
         .iter()
@@ -738,22 +742,23 @@ fn measured_reading(
         .cloned()
         .collect();
     let ns: Vec<usize> = options.ns.iter().copied().filter(|&m| m <= n).collect();
-    let sub = AmortSubset {
-        n,
-        contexts: keep.len(),
-        of: per_context.len(),
-        points: metrics::amortised(&subset, options.t, options.input_weight, &ns),
-    };
-    (None, Some(sub))
+    MeasuredReading {
+        every_context: None,
+        subset: Some(AmortSubset {
+            n,
+            contexts: keep.len(),
+            of: per_context.len(),
+            points: metrics::amortised(&subset, options.t, options.input_weight, &ns),
+        }),
+    }
 }
 
 fn targets(
     summaries: &[ConditionSummary],
     iso: &[IsoRow],
     amortised: &[metrics::AmortPoint],
-    measured_n: Option<usize>,
-    subset: Option<&AmortSubset>,
-    measured: bool,
+    // `None`: a projected (single-query) run.
+    measured: Option<&MeasuredReading>,
     lowest: &str,
     options: &ReportOptions,
 ) -> Vec<Target> {
@@ -808,9 +813,9 @@ fn targets(
     // measured (Multi-Query) run is read where `measured_reading` says (`None`: not
     // measurable); a projected one at the largest N asked for.
     let n_asked = *options.ns.last().unwrap_or(&1);
-    let n_read = if measured { measured_n } else { Some(n_asked) };
+    let n_read = measured.map_or(Some(n_asked), |m| m.every_context);
     // A measured run where some contexts kept fewer questions is read on those that reached N.
-    let (points, n_read, questions, scope) = match subset {
+    let (points, n_read, questions, scope) = match measured.and_then(|m| m.subset.as_ref()) {
         Some(sub) => (
             sub.points.as_slice(),
             Some(sub.n),
@@ -828,7 +833,7 @@ fn targets(
         Reading {
             n_read,
             n_asked,
-            measured,
+            measured: measured.is_some(),
             lowest,
             questions,
             scope,
