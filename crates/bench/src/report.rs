@@ -45,6 +45,9 @@ pub const TARGET_AIDED_POINTS: f64 = 0.15;
 /// A ratio target read at an accuracy resting on fewer correct answers than this compares
 /// failures (P1, P2 and AIME at a small model's floor), so it is reported but not judged.
 pub const MIN_CORRECT_FOR_RATIO: usize = 5;
+/// The points target is judged on at least this many questions: one answer then moves the
+/// difference by at most 5 points, a third of the +15 asked for (on 3 questions it moves 33).
+pub const MIN_QUESTIONS_FOR_POINTS: usize = 20;
 
 /// The correct answers an accuracy level rests on, out of `questions`.
 fn correct_at(accuracy: f64, questions: usize) -> usize {
@@ -897,16 +900,25 @@ fn targets(
         (Some((_, r, _)), Some((_, a, _))) => Some(a - r),
         _ => None,
     };
+    let points_questions = rethink.as_ref().map_or(0, |r| r.2);
+    let points_judged = points_questions >= MIN_QUESTIONS_FOR_POINTS;
     out.push(Target {
         name: format!(
             "Program-aided vs paper-faithful sleep program at the lowest budget ({lowest})"
         ),
         goal: "≥ +15 points".into(),
         value: diff.map(|d| d * 100.0),
-        met: diff.map(|d| d >= TARGET_AIDED_POINTS),
+        met: diff
+            .filter(|_| points_judged)
+            .map(|d| d >= TARGET_AIDED_POINTS),
         detail: match (rethink, aided_best) {
-            (Some((r_label, r, _)), Some((l, a, _))) => format!(
-                "{l} {} vs {r_label} {}{}",
+            (Some((r_label, r, n)), Some((l, a, _))) => format!(
+                "{}{l} {} vs {r_label} {}{}",
+                if points_judged {
+                    String::new()
+                } else {
+                    format!("not judged: {n} question(s); a difference of accuracies needs at least {MIN_QUESTIONS_FOR_POINTS} — ")
+                },
                 pct(a),
                 pct(r),
                 rethink_formula.map_or_else(String::new, |f| format!(
