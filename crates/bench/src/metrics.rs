@@ -1,6 +1,6 @@
 //! Metrics over a run's records: per-condition summaries, Pareto curves and iso-accuracy
 //! ratios, amortised cost per query, pass@k and majority vote, predictability bins, answer
-//! recall and per-template accuracy.
+//! recall, per-template accuracy and routing-threshold sweeps.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 use sleeptime_core::parse::numbers_match;
 
 use crate::record::Record;
-use crate::spec::Condition;
+use crate::spec::{Condition, Layout};
 
 /// z for a two-sided 95% interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
@@ -776,4 +776,95 @@ pub fn head_to_head(records: &[Record], condition: &str, reference: &str) -> Opt
         templates_ahead: templates(|d| d > 0),
         templates_behind: templates(|d| d < 0),
     })
+}
+
+/// One row of a routing-threshold sweep: the routed condition read as if its fast path
+/// required at least `threshold` retrieval confidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdPoint {
+    pub condition: String,
+    /// `None`: every question falls back (the fallback condition itself).
+    pub threshold: Option<f64>,
+    /// Questions that fall back, of `questions`.
+    pub fallback: usize,
+    pub questions: usize,
+    pub accuracy: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// Mean test-time completion tokens.
+    pub tokens: f64,
+}
+
+/// What raising a routed condition's confidence threshold would give, composed from the run's
+/// own records: a question whose recorded fast answer rests on less than the threshold takes
+/// `fallback`'s record for the same problem — the same request the routed fallback makes, so
+/// no model call is imagined. Only thresholds from `from` (the run's own) upward are exact:
+/// a lower one would need fast answers the run never asked for. A condition lacking the
+/// fallback's record for any of its problems is left out.
+pub fn route_thresholds(
+    records: &[Record],
+    fallback: &Condition,
+    from: f64,
+    step: f64,
+) -> Vec<ThresholdPoint> {
+    let fallback_id = fallback.id();
+    let fallbacks: BTreeMap<&str, &Record> = records
+        .iter()
+        .filter(|r| r.condition == fallback_id && r.spec == *fallback)
+        .map(|r| (r.problem_id.as_str(), r))
+        .collect();
+    let mut routed: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+    for r in records.iter().filter(|r| {
+        matches!(
+            r.spec,
+            Condition::Sleep {
+                layout: Layout::Routed,
+                cold: false,
+                ..
+            }
+        )
+    }) {
+        routed.entry(r.condition.as_str()).or_default().push(r);
+    }
+    // Steps counted from `from` rather than summed, so that 0.2 + 0.1 stays 0.3.
+    let mut thresholds: Vec<Option<f64>> = (0..)
+        .map(|i| from + f64::from(i) * step)
+        .take_while(|t| step > 0.0 && *t <= 1.0 + 1e-9)
+        .map(Some)
+        .collect();
+    thresholds.push(None);
+    let mut out = Vec::new();
+    for (condition, rs) in routed {
+        let Some(pairs) = rs
+            .iter()
+            .map(|r| fallbacks.get(r.problem_id.as_str()).map(|f| (*r, *f)))
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        for &threshold in &thresholds {
+            let (mut correct, mut tokens, mut fell) = (0, 0.0, 0);
+            for (r, f) in &pairs {
+                let fast = r.route.as_deref() == Some("fast")
+                    && threshold.is_some_and(|t| r.route_confidence.is_some_and(|c| c >= t - 1e-9));
+                let used = if fast { *r } else { *f };
+                fell += usize::from(!fast);
+                correct += usize::from(used.correct);
+                tokens += used.usage.completion_tokens as f64;
+            }
+            let n = pairs.len();
+            let ci = wilson(correct, n, Z95);
+            out.push(ThresholdPoint {
+                condition: condition.to_owned(),
+                threshold,
+                fallback: fell,
+                questions: n,
+                accuracy: correct as f64 / n as f64,
+                lo: ci.0,
+                hi: ci.1,
+                tokens: tokens / n as f64,
+            });
+        }
+    }
+    out
 }

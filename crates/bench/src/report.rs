@@ -101,6 +101,9 @@ pub struct Summary {
     /// A Multi-Query run where only some contexts reached N queries: the amortisation on
     /// those contexts, where the targets are read.
     pub amortised_subset: Option<AmortSubset>,
+    /// Each routed condition read at higher retrieval-confidence thresholds than the run's,
+    /// composed from its records and the fallback's (see [`metrics::route_thresholds`]).
+    pub route_thresholds: Vec<metrics::ThresholdPoint>,
     pub pass_at_k: Vec<metrics::KPoint>,
     pub majority_vote: Vec<metrics::KPoint>,
     pub predictability: BTreeMap<String, Vec<metrics::Bin>>,
@@ -381,6 +384,15 @@ fn build(
         amortised: amortised.clone(),
         amortised_measured: measured,
         amortised_subset: subset.clone(),
+        route_thresholds: metrics::route_thresholds(
+            records,
+            &Condition::Baseline {
+                budget: spec.route.fallback,
+                cold: false,
+            },
+            spec.route.min_confidence,
+            ROUTE_THRESHOLD_STEP,
+        ),
         pass_at_k: pass.clone(),
         majority_vote: vote.clone(),
         predictability: predictability.clone(),
@@ -694,6 +706,9 @@ struct MeasuredReading {
     /// Failing that, the contexts that reached a smaller N.
     subset: Option<AmortSubset>,
 }
+
+/// Spacing of the thresholds a routing sweep reads.
+const ROUTE_THRESHOLD_STEP: f64 = 0.1;
 
 /// Fewest contexts an amortisation reading on a subset rests on.
 const MIN_CONTEXTS_FOR_SUBSET: usize = 10;
@@ -1086,6 +1101,41 @@ fn amortisation_targets(out: &mut Vec<Target>, amortised: &[metrics::AmortPoint]
             |(s, r)| format!("{}: {r:.2}×{note}", display_series(&s)),
         ),
     });
+}
+
+/// The routing-threshold sweep: how much of a routed condition's accuracy is bought with
+/// fallback tokens, so a threshold can be chosen from a curve rather than read as a gain of
+/// the sleep program.
+fn route_threshold_table(md: &mut String, points: &[metrics::ThresholdPoint], fallback: &str) {
+    if points.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n### Routing threshold\n\nEach routed condition read as if its fast path needed at least the given retrieval \
+confidence; a question below it takes `{fallback}`'s record for the same problem, the same request the fallback makes \
+(composed, no model call). The first row of each condition is the run's own threshold; lower ones would need fast \
+answers the run never asked for.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| condition | threshold | falls back | accuracy [95% CI] | test-time tokens |\n|---|---|---|---|---|"
+    );
+    for p in points {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} of {} | {} [{}, {}] | {:.0} |",
+            p.condition,
+            p.threshold
+                .map_or_else(|| "all fall back".into(), |t| format!("{t:.1}")),
+            p.fallback,
+            p.questions,
+            pct(p.accuracy),
+            pct(p.lo),
+            pct(p.hi),
+            p.tokens
+        );
+    }
 }
 
 /// How many generated questions a Multi-Query run kept: a generator too weak for its
@@ -1800,6 +1850,11 @@ bound to a number of the question."
             opt(s.fallback_accuracy, pct)
         );
     }
+    let fallback = Condition::Baseline {
+        budget: spec.route.fallback,
+        cold: false,
+    };
+    route_threshold_table(&mut md, &summary.route_thresholds, &fallback.id());
 
     let _ = writeln!(
         md,

@@ -1,10 +1,10 @@
 //! Metrics on known values: Wilson intervals, percentiles, Pareto frontiers and
 //! iso-accuracy interpolation, the amortisation formula, pass@k and majority vote, and
-//! predictability quantile bins.
+//! predictability quantile bins, routing-threshold sweeps.
 
 use sleeptime_bench::metrics::{
     amortised, cost_to_reach, head_to_head, iso_accuracy, majority_answer, pareto, pass_and_vote,
-    percentile, predictability_bins, summarize, wilson, Z95,
+    percentile, predictability_bins, route_thresholds, summarize, wilson, Z95,
 };
 use sleeptime_bench::record::{Record, SleepRecord};
 use sleeptime_bench::spec::{Budget, Condition, Layout, ProgramKind, Sleeper};
@@ -414,4 +414,83 @@ fn head_to_head_pairs_by_question_and_names_the_templates_each_side_wins() {
     assert_eq!((back.wins, back.losses), (1, 2));
     assert!(close(back.gap, -0.2, 1e-12));
     assert!(head_to_head(&records, "aided/k1/full/v0", "baseline/v0").is_none());
+}
+
+/// Raising the routing threshold sends more questions to the fallback, whose answers are the
+/// fallback condition's records: the sweep is composed, never imagined.
+#[test]
+fn route_thresholds_compose_the_fallback_records() {
+    let routed = Condition::Sleep {
+        sleeper: Sleeper {
+            program: ProgramKind::Aided,
+            k: 1,
+        },
+        layout: Layout::Routed,
+        budget: "v0".parse().expect("budget"),
+        cold: false,
+    };
+    let fallback = Condition::Baseline {
+        budget: "v4".parse().expect("budget"),
+        cold: false,
+    };
+    // (problem, route, confidence, routed answer right, fallback answer right)
+    let cases = [
+        ("p1", "fast", Some(0.25), false, true),
+        ("p2", "fast", Some(0.5), true, false),
+        ("p3", "fast", Some(0.9), false, true),
+        ("p4", "fallback", Some(0.1), true, true),
+        ("p5", "fallback", None, false, false),
+    ];
+    let mut records = Vec::new();
+    for (p, route, confidence, right, fallback_right) in cases {
+        let mut r = record(
+            p,
+            p,
+            0,
+            routed.clone(),
+            right,
+            if route == "fast" { 8 } else { 300 },
+        );
+        r.route = Some(route.into());
+        r.route_confidence = confidence;
+        records.push(r);
+        records.push(record(p, p, 0, fallback.clone(), fallback_right, 300));
+    }
+    let sweep = route_thresholds(&records, &fallback, 0.2, 0.1);
+    // 0.2, 0.3, ..., 1.0, then everything falling back.
+    assert_eq!(sweep.len(), 10, "{sweep:?}");
+    let at = |t: Option<f64>| {
+        sweep
+            .iter()
+            .find(|p| match (p.threshold, t) {
+                (Some(a), Some(b)) => close(a, b, 1e-9),
+                (None, None) => true,
+                _ => false,
+            })
+            .unwrap_or_else(|| panic!("threshold {t:?} in {sweep:?}"))
+    };
+    // The run's own threshold: p2 right on the fast path, p4 right on the fallback.
+    let own = at(Some(0.2));
+    assert_eq!((own.fallback, own.questions), (2, 5));
+    assert!(close(own.accuracy, 2.0 / 5.0, 1e-12));
+    assert!(close(own.tokens, (3.0 * 8.0 + 2.0 * 300.0) / 5.0, 1e-9));
+    // p1 (0.25) now falls back, where full reasoning gets it right.
+    assert_eq!(at(Some(0.3)).fallback, 3);
+    assert!(close(at(Some(0.3)).accuracy, 3.0 / 5.0, 1e-12));
+    // p2 (0.5) falls back and is lost; p3 (0.9) still takes the fast path.
+    assert_eq!(at(Some(0.6)).fallback, 4);
+    assert!(close(at(Some(0.6)).accuracy, 2.0 / 5.0, 1e-12));
+    // Everything falls back: the fallback condition's accuracy.
+    let all = at(None);
+    assert_eq!(all.fallback, 5);
+    assert!(close(all.accuracy, 3.0 / 5.0, 1e-12));
+    assert!(close(all.tokens, 300.0, 1e-9));
+
+    // A routed condition whose fallback records are missing for some problem is left out.
+    let partial: Vec<Record> = records
+        .iter()
+        .filter(|r| !(r.problem_id == "p3" && r.spec == fallback))
+        .cloned()
+        .collect();
+    assert!(route_thresholds(&partial, &fallback, 0.2, 0.1).is_empty());
 }
