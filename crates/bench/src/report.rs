@@ -378,21 +378,22 @@ fn build(
         options,
     );
     let head_to_head = against_paper_program(records, &summaries);
+    let route_thresholds = metrics::route_thresholds(
+        records,
+        &Condition::Baseline {
+            budget: spec.route.fallback,
+            cold: false,
+        },
+        spec.route.min_confidence,
+        ROUTE_THRESHOLD_STEP,
+    );
     let summary = Summary {
         conditions: summaries.clone(),
         iso: iso.clone(),
         amortised: amortised.clone(),
         amortised_measured: measured,
         amortised_subset: subset.clone(),
-        route_thresholds: metrics::route_thresholds(
-            records,
-            &Condition::Baseline {
-                budget: spec.route.fallback,
-                cold: false,
-            },
-            spec.route.min_confidence,
-            ROUTE_THRESHOLD_STEP,
-        ),
+        route_thresholds: route_thresholds.clone(),
         pass_at_k: pass.clone(),
         majority_vote: vote.clone(),
         predictability: predictability.clone(),
@@ -428,6 +429,35 @@ fn build(
                     &metrics::series_points(&summaries, pal_series, Axis::LatencyP50),
                 ));
             }
+        }
+        // Each routed condition's threshold sweep: how its accuracy trades against fallback
+        // tokens, labelled at the run's own threshold.
+        let mut sweeps: BTreeMap<&str, Vec<&metrics::ThresholdPoint>> = BTreeMap::new();
+        for p in &route_thresholds {
+            sweeps.entry(p.condition.as_str()).or_default().push(p);
+        }
+        for (condition, points) in sweeps {
+            tok_series.push(
+                Series::new(
+                    format!(
+                        "{}, routing threshold raised (composed)",
+                        display_series(condition.rsplit_once('/').map_or(condition, |c| c.0))
+                    ),
+                    points
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| {
+                            let label = match (i, p.threshold) {
+                                (0, Some(t)) => format!("threshold {t:.1}"),
+                                _ => String::new(),
+                            };
+                            (p.tokens, p.accuracy, p.lo, p.hi, label)
+                        })
+                        .collect(),
+                )
+                .dashed()
+                .join_all(),
+            );
         }
         lat_series.push(
             to_series(
